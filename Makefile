@@ -1,0 +1,32 @@
+# Two commands: `make run` (the pipeline on the embedded CDNOW data) and `make test`.
+# Both create the virtual environment from requirements.lock when it is missing.
+
+PYTHON ?= $(shell command -v python3.10 >/dev/null 2>&1 && python3.10 -c '' 2>/dev/null && echo python3.10 || ls $(HOME)/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | tail -n 1)
+VENV := .venv
+BIN := $(VENV)/bin
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export FEAST_USAGE := False
+export PYTHONWARNINGS := ignore::FutureWarning
+
+.PHONY: run test env clean
+
+$(BIN)/rqvalue: requirements.lock pyproject.toml
+	@test -n "$(PYTHON)" || (echo "Python 3.10 is required (TFX 1.16 supports Python < 3.11); set PYTHON=/path/to/python3.10" && exit 1)
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==24.2"
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
+	touch $@
+
+env: $(BIN)/rqvalue
+
+run: env
+	$(BIN)/rqvalue run $(ARGS)
+
+test: env
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf runs .pytest_cache

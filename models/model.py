@@ -1,0 +1,180 @@
+"""The RQ-Reg model: a feature encoder, then an LSTM that predicts the target's RQ codes coarse to fine.
+
+Training is teacher-forced: step l sees the embedding of the true code of level l-1 (a learned
+start vector at step 1) and the encoded features, and emits logits over level l's codes. The
+loss (`losses`) is the code cross-entropy of every level plus a Huber term on the decoded value
+E[t] = Σ_l Σ_k p_l(k)·C_l[k], so the code probabilities are also trained to land near the target.
+
+Prediction enumerates the whole code tree (Π K_l leaves): the probability of every code path,
+chained through the LSTM, times that path's decoded value in label units gives the predictive
+mean; the same leaf distribution gives its median, and a greedy walk down the tree the codes.
+"""
+
+from typing import Dict, List, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from models import codebook, label_transform
+from schemas import features
+
+
+def level_key(level: int) -> str:
+    """Name of the model output holding the logits of level `level` (counting from 1)."""
+    return f"level_{level}"
+
+
+VALUE_KEY = "value"
+
+
+def losses(num_levels: int, regression_weight: float):
+    """The training objective as Keras (loss, loss_weights) dicts: code cross-entropy + Huber on E[t]."""
+    loss = {level_key(l): keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            for l in range(1, num_levels + 1)}
+    loss[VALUE_KEY] = keras.losses.Huber(delta=1.0)
+    weights = {level_key(l): 1.0 for l in range(1, num_levels + 1)}
+    weights[VALUE_KEY] = regression_weight
+    return loss, weights
+
+
+def training_targets(codes: tf.Tensor, target: tf.Tensor, num_levels: int) -> Dict[str, tf.Tensor]:
+    """Keras targets for `losses`: each level's true code, and the transformed label."""
+    targets = {level_key(l): codes[:, l - 1] for l in range(1, num_levels + 1)}
+    targets[VALUE_KEY] = tf.reshape(target, [-1])
+    return targets
+
+
+class FeatureEncoder(keras.layers.Layer):
+    """Concatenates scaled numeric features and categorical embeddings, then an MLP: -> [B, hidden[-1]]."""
+
+    def __init__(self, numeric_keys: Sequence[str], vocab_sizes: Mapping[str, int], embedding_dim: int,
+                 hidden_units: Sequence[int], **kwargs):
+        super().__init__(**kwargs)
+        self.numeric_keys = list(numeric_keys)
+        self.vocab_sizes = dict(vocab_sizes)
+        self.embedding_dim = embedding_dim
+        self.hidden_units = list(hidden_units)
+        self.embeddings = {key: keras.layers.Embedding(size, embedding_dim, name=f"embed_{key}")
+                           for key, size in self.vocab_sizes.items()}
+        self.mlp = [keras.layers.Dense(units, activation="relu") for units in self.hidden_units]
+
+    def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        parts = [tf.reshape(tf.cast(inputs[features.transformed_name(k)], tf.float32), [-1, 1])
+                 for k in self.numeric_keys]
+        for key, embedding in self.embeddings.items():
+            ids = tf.reshape(tf.cast(inputs[features.transformed_name(key)], tf.int64), [-1])
+            ids = tf.clip_by_value(ids, 0, self.vocab_sizes[key] - 1)
+            parts.append(embedding(ids))
+        x = tf.concat(parts, axis=1)
+        for layer in self.mlp:
+            x = layer(x)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "numeric_keys": self.numeric_keys, "vocab_sizes": self.vocab_sizes,
+                "embedding_dim": self.embedding_dim, "hidden_units": self.hidden_units}
+
+
+class RQRegModel(keras.Model):
+    """Feature encoder -> autoregressive LSTM over RQ codes (RQ-Reg, arXiv 2602.23012).
+
+    Args:
+      numeric_keys: raw names of numeric features (their `_xf` versions are read).
+      vocab_sizes: raw name of each categorical feature -> number of ids (vocabulary + OOV).
+      codebook_levels: sorted centroids per level, transformed units (level 1 starts with the zero code).
+      label_transform_name: "log1p" or "identity", to turn decoded values back into label units.
+      embedding_dim, hidden_units, lstm_units: layer sizes.
+
+    Inputs: dict of transformed features; for training also `rq_codes` [B, L] (teacher forcing).
+    Outputs of `call`: `level_l` logits [B, K_l] and `value` = E[t] [B].
+    """
+
+    def __init__(self, numeric_keys: Sequence[str], vocab_sizes: Mapping[str, int],
+                 codebook_levels: Sequence[Sequence[float]], label_transform_name: str = "log1p",
+                 embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64), lstm_units: int = 64,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.levels = [np.asarray(c, dtype=np.float32) for c in codebook_levels]
+        self.sizes = [len(c) for c in self.levels]
+        self.label_transform_name = label_transform_name
+        self.lstm_units = lstm_units
+        self.encoder = FeatureEncoder(numeric_keys, vocab_sizes, embedding_dim, hidden_units, name="encoder")
+        self.initial_state = keras.layers.Dense(2 * lstm_units, activation="tanh", name="initial_state")
+        self.start = self.add_weight(name="start_embedding", shape=(1, embedding_dim), initializer="zeros")
+        # The code of level l is the input of step l+1, so the last level needs no embedding.
+        self.code_embeddings = [keras.layers.Embedding(k, embedding_dim, name=f"code_embed_{l}")
+                                for l, k in enumerate(self.sizes[:-1], start=1)]
+        self.cell = keras.layers.LSTMCell(lstm_units, name="decoder")
+        self.heads = [keras.layers.Dense(k, name=f"head_{l}") for l, k in enumerate(self.sizes, start=1)]
+        _, leaf_targets = codebook.leaf_values(self.levels)
+        leaf_values = label_transform.inverse(tf.constant(leaf_targets, tf.float32), label_transform_name)
+        order = np.argsort(leaf_values.numpy(), kind="stable")
+        self._leaf_values = leaf_values
+        self._leaf_order = tf.constant(order, tf.int32)
+
+    def _start_state(self, context: tf.Tensor) -> List[tf.Tensor]:
+        h, c = tf.split(self.initial_state(context), 2, axis=1)
+        return [h, c]
+
+    def _step(self, level: int, previous: tf.Tensor, context: tf.Tensor, state):
+        output, state = self.cell(tf.concat([previous, context], axis=1), state)
+        return self.heads[level](output), state
+
+    def call(self, inputs: Mapping[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
+        context = self.encoder(inputs)
+        codes = tf.cast(inputs[features.CODES_KEY], tf.int64)
+        batch = tf.shape(context)[0]
+        previous = tf.tile(self.start, [batch, 1])
+        state = self._start_state(context)
+        outputs, expected = {}, []
+        for level in range(len(self.sizes)):
+            logits, state = self._step(level, previous, context, state)
+            outputs[level_key(level + 1)] = logits
+            expected.append(tf.linalg.matvec(tf.nn.softmax(logits), tf.constant(self.levels[level])))
+            if level + 1 < len(self.sizes):
+                previous = self.code_embeddings[level](codes[:, level])
+        nonzero = 1.0 - tf.nn.softmax(outputs[level_key(1)])[:, codebook.ZERO_CODE]
+        outputs[VALUE_KEY] = expected[0] + nonzero * tf.add_n(expected[1:]) if len(expected) > 1 else expected[0]
+        return outputs
+
+    def leaf_probabilities(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Probability of every code path, [B, Π K_l], in `codebook.leaf_values` order."""
+        context = self.encoder(inputs)
+        batch = tf.shape(context)[0]
+        probs = tf.ones([batch, 1])
+        previous = tf.tile(self.start, [batch, 1])
+        state = self._start_state(context)
+        paths = 1
+        for level, size in enumerate(self.sizes):
+            logits, state = self._step(level, previous, context, state)
+            p = tf.reshape(tf.nn.softmax(logits), [batch, paths, size])
+            probs = tf.reshape(probs[:, :, None] * p, [batch, paths * size])
+            if level + 1 < len(self.sizes):
+                # Branch every path on every code of this level: rows become (example, path, code).
+                state = [tf.repeat(s, size, axis=0) for s in state]
+                context = tf.repeat(context, size, axis=0)
+                code_embeds = self.code_embeddings[level](tf.range(size, dtype=tf.int64))
+                previous = tf.tile(code_embeds, [batch * paths, 1])
+                paths *= size
+        return probs
+
+    def predict_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """Serving outputs: `prediction` (mean, label units) [B], `median` [B], greedy `codes` [B, L]."""
+        probs = self.leaf_probabilities(inputs)
+        mean = tf.linalg.matvec(probs, self._leaf_values)
+        sorted_probs = tf.gather(probs, self._leaf_order, axis=1)
+        median_rank = tf.argmax(tf.cast(tf.cumsum(sorted_probs, axis=1) >= 0.5, tf.int32), axis=1)
+        median = tf.gather(tf.gather(self._leaf_values, self._leaf_order), median_rank)
+        return {"prediction": mean, "median": median, "codes": self._greedy_codes(probs)}
+
+    def _greedy_codes(self, probs: tf.Tensor) -> tf.Tensor:
+        """Coarse to fine: the most probable code of each level given the codes chosen above it, [B, L]."""
+        joint = tf.reshape(probs, [-1] + self.sizes)
+        codes = []
+        for level in range(len(self.sizes)):
+            marginal = tf.reduce_sum(joint, axis=list(range(2, len(self.sizes) - level + 1)))
+            code = tf.argmax(marginal, axis=1)
+            codes.append(code)
+            joint = tf.gather(joint, code, axis=1, batch_dims=1)
+        return tf.stack(codes, axis=1)

@@ -1,0 +1,5 @@
+"""Pipeline definition, configuration, runners and command line of rqvalue."""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

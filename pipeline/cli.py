@@ -1,0 +1,86 @@
+"""The `rqvalue` command line: `rqvalue run` runs the pipeline on an embedded data set or one's own."""
+
+import argparse
+import os
+import sys
+import time
+from typing import List, Optional
+
+from pipeline import config as config_lib
+from pipeline import datasets
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rqvalue", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the pipeline: Feast -> validation -> Transform -> Trainer "
+                                          "-> Evaluator -> Pusher")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--dataset", choices=datasets.NAMES, default="cdnow",
+                        help="embedded data set (default: cdnow, the CDNOW purchase log)")
+    source.add_argument("--config", help="YAML config for one's own Feast repo, spine and label "
+                                         "(see examples/own_data.yaml)")
+    run.add_argument("--output-dir", default="runs",
+                     help="folder for ML Metadata, the pipeline root and the serving models (default: runs)")
+    run.add_argument("--rows", type=int, help="limit the embedded data set to this many entities/rows")
+    run.add_argument("--seed", type=int, default=0, help="seed of the synthetic data sets")
+    run.add_argument("--train-steps", type=int, help="override model.train_steps")
+    run.add_argument("--no-cache", action="store_true", help="re-run every component")
+    return parser
+
+
+def _config(args) -> config_lib.RunConfig:
+    output_dir = os.path.abspath(args.output_dir)
+    if args.config:
+        cfg = config_lib.load(args.config)
+        cfg = config_lib.replace(cfg, output_dir=output_dir)
+    else:
+        data = datasets.prepare(args.dataset, os.path.join(output_dir, "data", args.dataset),
+                                rows=args.rows, seed=args.seed)
+        cfg = config_lib.RunConfig(data=data, output_dir=output_dir,
+                                   pipeline_name=f"rqvalue-{args.dataset.replace('_', '-')}")
+    if args.train_steps:
+        cfg = config_lib.replace(cfg, model={"train_steps": args.train_steps})
+    if args.no_cache:
+        cfg = config_lib.replace(cfg, enable_cache=False)
+    return cfg
+
+
+def _run(args) -> int:
+    from components.validation_gate import DataValidationError
+    from pipeline import local_runner, results
+
+    cfg = _config(args)
+    print(f"rqvalue: pipeline {cfg.pipeline_name!r}, output in {cfg.output_dir}")
+    started = time.time()
+    try:
+        result = local_runner.run(cfg)
+    except Exception as e:  # the runner wraps component errors; find ours in the chain
+        cause = e
+        while cause is not None and not isinstance(cause, DataValidationError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            print(f"rqvalue: stopped at data validation.\n{cause}", file=sys.stderr)
+            return 2
+        raise
+    print(f"\nrqvalue: finished in {time.time() - started:.0f} s\n")
+    print("Evaluation on the eval split (candidate model):")
+    print(results.format_metrics(result.metrics))
+    print(f"\nblessed: {'yes' if result.blessed else 'no'}")
+    print(f"pushed model: {result.pushed_model or 'none (not blessed)'}")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+    except config_lib.ConfigError as e:
+        print(f"rqvalue: configuration error: {e}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Run configuration: one frozen dataclass tree, loaded from YAML plus command-line overrides.
+
+A user's own data is described here (Feast repo, feature references, spine file, label), never
+by editing code. Every field has a default except the data description, which an embedded data
+set fills in (see `pipeline.datasets`) or a YAML file provides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Optional, Tuple
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the examples come from.
+
+    Attributes:
+      feast_repo: directory of an applied Feast feature repository (holds feature_store.yaml).
+      spine: Parquet or CSV file with one row per example: entity columns, prediction time, label.
+      entity_columns: join keys of the spine, in the order Feast expects.
+      feature_refs: Feast feature references, "feature_view:feature".
+      numeric_features: retrieved feature names to treat as numbers.
+      categorical_features: retrieved feature names to treat as categories (strings).
+      timestamp_column: spine column with the prediction time; features are read as of this time.
+      label: spine column with the target value (non-negative; zero is a valid value).
+      schema: curated TFDV schema (schema.pbtxt); empty means infer one with SchemaGen.
+      eval_fraction: share of entities held out for evaluation (split by a hash of the entity).
+    """
+
+    feast_repo: str
+    spine: str
+    entity_columns: Tuple[str, ...]
+    feature_refs: Tuple[str, ...]
+    numeric_features: Tuple[str, ...] = ()
+    categorical_features: Tuple[str, ...] = ()
+    timestamp_column: str = "prediction_time"
+    label: str = "label"
+    schema: str = ""
+    eval_fraction: float = 0.2
+
+    def __post_init__(self):
+        if not self.entity_columns:
+            raise ConfigError("data.entity_columns: at least one entity column is required")
+        if not self.feature_refs:
+            raise ConfigError("data.feature_refs: at least one Feast feature reference is required")
+        for ref in self.feature_refs:
+            if ":" not in ref:
+                raise ConfigError(f"data.feature_refs: {ref!r} is not of the form 'feature_view:feature'")
+        names = [r.split(":", 1)[1] for r in self.feature_refs]
+        for field in ("numeric_features", "categorical_features"):
+            for name in getattr(self, field):
+                if name not in names:
+                    raise ConfigError(f"data.{field}: {name!r} is not among the features of data.feature_refs")
+        if not self.numeric_features and not self.categorical_features:
+            raise ConfigError("data: name at least one of numeric_features or categorical_features")
+        overlap = set(self.numeric_features) & set(self.categorical_features)
+        if overlap:
+            raise ConfigError(f"data: {sorted(overlap)} listed as both numeric and categorical")
+        if self.label in names or self.label in self.entity_columns:
+            raise ConfigError(f"data.label: {self.label!r} must not also be a feature or an entity column")
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise ConfigError(f"data.eval_fraction: {self.eval_fraction} must lie strictly between 0 and 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Target transform, value buckets, RQ codebooks and training settings."""
+
+    kind: str = "rqreg"
+    label_transform: str = "log1p"
+    value_buckets: int = 5
+    codebook_sizes: Tuple[int, ...] = (32, 16, 16)
+    first_level_median: bool = True
+    codebook_resolution: float = 1e-4
+    embedding_dim: int = 16
+    hidden_units: Tuple[int, ...] = (64, 64)
+    lstm_units: int = 64
+    regression_weight: float = 1.0
+    learning_rate: float = 3e-3
+    batch_size: int = 256
+    train_steps: int = 2000
+    eval_steps: int = 50
+
+    def __post_init__(self):
+        if self.kind != "rqreg":
+            raise ConfigError(f"model.kind: {self.kind!r} is not a known model (known: rqreg)")
+        if self.label_transform not in ("log1p", "identity"):
+            raise ConfigError(f"model.label_transform: {self.label_transform!r} must be 'log1p' or 'identity'")
+        if not self.codebook_sizes or any(k < 2 for k in self.codebook_sizes):
+            raise ConfigError(f"model.codebook_sizes: {self.codebook_sizes} needs one or more levels of at least 2 codes")
+        if self.value_buckets < 2:
+            raise ConfigError(f"model.value_buckets: {self.value_buckets} must be at least 2")
+        for field in ("train_steps", "eval_steps", "batch_size", "lstm_units", "embedding_dim"):
+            if getattr(self, field) < 1:
+                raise ConfigError(f"model.{field}: must be a positive integer")
+
+
+@dataclasses.dataclass(frozen=True)
+class GateConfig:
+    """Absolute thresholds a candidate must clear to be blessed (overall slice)."""
+
+    min_normalized_gini: float = 0.0
+    min_spearman: float = 0.0
+    max_mae: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything one pipeline run needs."""
+
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    gate: GateConfig = GateConfig()
+    pipeline_name: str = "rqvalue"
+    output_dir: str = "runs"
+    beam_args: Tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    enable_cache: bool = True
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_dir, "pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output_dir, "metadata.sqlite")
+
+    @property
+    def serving_dir(self) -> str:
+        return os.path.join(self.output_dir, "serving")
+
+
+def _build(cls, values: Mapping[str, Any], where: str):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def from_dict(values: Mapping[str, Any], base_dir: str = ".") -> RunConfig:
+    """Builds a RunConfig from nested mappings (the YAML layout); relative data paths resolve against base_dir."""
+    values = dict(values)
+    if "data" not in values:
+        raise ConfigError("data: section missing (feast_repo, spine, entity_columns, feature_refs, ...)")
+    data = dict(values.pop("data"))
+    for key in ("feast_repo", "spine", "schema"):
+        if data.get(key) and not os.path.isabs(data[key]):
+            data[key] = os.path.normpath(os.path.join(base_dir, data[key]))
+    sections = {
+        "data": _build(DataConfig, data, "data"),
+        "model": _build(ModelConfig, values.pop("model", {}) or {}, "model"),
+        "gate": _build(GateConfig, values.pop("gate", {}) or {}, "gate"),
+    }
+    top = _build(RunConfig, {**values, **sections}, "config")
+    return top
+
+
+def load(path: str) -> RunConfig:
+    """Reads a YAML config file."""
+    if not os.path.exists(path):
+        raise ConfigError(f"config file {path!r} does not exist")
+    with open(path) as f:
+        values = yaml.safe_load(f) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path!r}: expected a mapping at the top level")
+    return from_dict(values, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def replace(cfg: RunConfig, **sections: Mapping[str, Any]) -> RunConfig:
+    """Returns cfg with fields of nested sections replaced, e.g. replace(cfg, model={'train_steps': 10})."""
+    changes = {}
+    for name, fields in sections.items():
+        current = getattr(cfg, name)
+        if dataclasses.is_dataclass(current):
+            changes[name] = dataclasses.replace(current, **fields)
+        else:
+            changes[name] = fields
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,1 @@
+"""Feature keys, curated TFDV schemas and the Feast feature repository of rqvalue."""

@@ -1,0 +1,158 @@
+"""Feast entities, sources, feature views and feature services of the embedded data sets, built for a data folder.
+
+Nothing is created at import time: each `*_objects(data_dir)` function returns the objects to pass to
+`FeatureStore.apply`, with `FileSource` paths made absolute under `data_dir` (one Parquet file per feature view,
+named `<view>.parquet`, with an `event_timestamp` column in UTC). Join keys are Int64.
+"""
+
+import os
+from datetime import timedelta
+from typing import Callable, Dict, List
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64, Int64, String
+
+from schemas import features
+
+CDNOW_VIEW = "customer_history"
+SYNTHETIC_LTV_VIEW = "customer_profile"
+WATCH_TIME_USER_VIEW = "user_features"
+WATCH_TIME_ITEM_VIEW = "item_features"
+
+
+def table_path(data_dir: str, view_name: str) -> str:
+    """Returns the absolute path of the Parquet file that feeds feature view `view_name`."""
+    return os.path.join(os.path.abspath(data_dir), view_name + ".parquet")
+
+
+def _source(data_dir: str, view_name: str) -> FileSource:
+    return FileSource(
+        name=f"{view_name}_source",
+        path=table_path(data_dir, view_name),
+        timestamp_field=features.EVENT_TIMESTAMP_KEY,
+    )
+
+
+def _entity(name: str, join_key: str, description: str) -> Entity:
+    return Entity(name=name, join_keys=[join_key], value_type=ValueType.INT64, description=description)
+
+
+def cdnow_objects(data_dir: str) -> List:
+    """Feast objects of the CDNOW customer history.
+
+    Args:
+      data_dir: folder that holds `customer_history.parquet`.
+
+    Returns:
+      [customer entity, source, `customer_history` feature view, `cdnow_ltv_v1` feature service].
+    """
+    customer = _entity("customer", "customer_id", "CDNOW customer id (int64).")
+    source = _source(data_dir, CDNOW_VIEW)
+    view = FeatureView(
+        name=CDNOW_VIEW,
+        entities=[customer],
+        ttl=timedelta(days=730),
+        schema=[
+            Field(name="customer_id", dtype=Int64, description="Customer id, the join key."),
+            Field(name="total_spend", dtype=Float64, description="Dollars spent to date (cumulative)."),
+            Field(name="total_cds", dtype=Int64, description="CDs bought to date (cumulative)."),
+            Field(name="num_purchases", dtype=Int64, description="Transactions to date (cumulative)."),
+            Field(name="days_active", dtype=Int64, description="Distinct purchase days to date (cumulative)."),
+            Field(name="first_purchase_month", dtype=String, description="Month of the first purchase, 'YYYY-MM'."),
+            Field(name="first_purchase_weekday", dtype=String, description="Weekday of the first purchase, Mon..Sun."),
+        ],
+        source=source,
+        description="One row per customer and purchase day, stamped at the end of that day (23:59:59 UTC).",
+        tags={"dataset": "cdnow"},
+    )
+    service = FeatureService(name="cdnow_ltv_v1", features=[view], description="Features of the CDNOW LTV model.")
+    return [customer, source, view, service]
+
+
+def synthetic_ltv_objects(data_dir: str) -> List:
+    """Feast objects of the seeded synthetic customer lifetime value data.
+
+    Args:
+      data_dir: folder that holds `customer_profile.parquet`.
+
+    Returns:
+      [customer entity, source, `customer_profile` feature view, `synthetic_ltv_v1` feature service].
+    """
+    customer = _entity("customer", "customer_id", "Synthetic customer id (int64).")
+    source = _source(data_dir, SYNTHETIC_LTV_VIEW)
+    view = FeatureView(
+        name=SYNTHETIC_LTV_VIEW,
+        entities=[customer],
+        ttl=timedelta(days=730),
+        schema=[
+            Field(name="customer_id", dtype=Int64, description="Customer id, the join key."),
+            Field(name="first_order_value", dtype=Float64, description="Value of the first order."),
+            Field(name="first_order_items", dtype=Int64, description="Items in the first order."),
+            Field(name="discount_share", dtype=Float64, description="Share of spend to date bought at a discount."),
+            Field(name="orders_to_date", dtype=Int64, description="Orders to date (cumulative)."),
+            Field(name="spend_to_date", dtype=Float64, description="Spend to date (cumulative)."),
+            Field(name="channel", dtype=String, description="Acquisition channel."),
+            Field(name="country", dtype=String, description="Country code."),
+            Field(name="device", dtype=String, description="Device of the first order: ios, android or web."),
+        ],
+        source=source,
+        description="One row at the end of the first order day, then one per repeat order with updated totals.",
+        tags={"dataset": "synthetic_ltv"},
+    )
+    service = FeatureService(
+        name="synthetic_ltv_v1", features=[view], description="Features of the synthetic LTV model."
+    )
+    return [customer, source, view, service]
+
+
+def watch_time_objects(data_dir: str) -> List:
+    """Feast objects of the seeded synthetic watch-time data.
+
+    Args:
+      data_dir: folder that holds `user_features.parquet` and `item_features.parquet`.
+
+    Returns:
+      [user and item entities, their sources, the `user_features` and `item_features` views,
+      the `watch_time_v1` feature service].
+    """
+    user = _entity("user", "user_id", "Viewer id (int64).")
+    item = _entity("item", "item_id", "Video id (int64).")
+    user_source = _source(data_dir, WATCH_TIME_USER_VIEW)
+    item_source = _source(data_dir, WATCH_TIME_ITEM_VIEW)
+    user_view = FeatureView(
+        name=WATCH_TIME_USER_VIEW,
+        entities=[user],
+        ttl=timedelta(days=30),
+        schema=[
+            Field(name="user_id", dtype=Int64, description="Viewer id, the join key."),
+            Field(name="user_activity", dtype=Float64, description="Impressions per day, recomputed weekly."),
+            Field(name="user_favorite_category", dtype=String, description="Category the user watches most."),
+        ],
+        source=user_source,
+        description="A profile row before the impression window, then weekly recomputed activity.",
+        tags={"dataset": "watch_time"},
+    )
+    item_view = FeatureView(
+        name=WATCH_TIME_ITEM_VIEW,
+        entities=[item],
+        ttl=timedelta(days=3650),
+        schema=[
+            Field(name="item_id", dtype=Int64, description="Video id, the join key."),
+            Field(name="video_duration", dtype=Float64, description="Video length in seconds."),
+            Field(name="item_category", dtype=String, description="Video category."),
+        ],
+        source=item_source,
+        description="One row per video at its upload time, before any impression.",
+        tags={"dataset": "watch_time"},
+    )
+    service = FeatureService(
+        name="watch_time_v1", features=[user_view, item_view], description="Features of the watch-time model."
+    )
+    return [user, item, user_source, item_source, user_view, item_view, service]
+
+
+OBJECTS: Dict[str, Callable[[str], List]] = {
+    "cdnow": cdnow_objects,
+    "synthetic_ltv": synthetic_ltv_objects,
+    "watch_time": watch_time_objects,
+}
