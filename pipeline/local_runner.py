@@ -6,6 +6,7 @@ import re
 import time
 from typing import Callable, Optional
 
+import absl.logging
 from tfx import v1 as tfx
 
 from components.feature_store_example_gen import IngestionSpec, input_fingerprint
@@ -48,16 +49,18 @@ def run(config: RunConfig, report: Optional[Callable[[str], None]] = print) -> r
     fingerprint = input_fingerprint(IngestionSpec.from_data_config(config.data))
     pipeline = create_pipeline(config, fingerprint)
     # TFX reports component progress through absl's logger at INFO; route only that to `report`.
+    # Libraries silence absl for a while and restore absl's verbosity flag, so set the flag too.
     handler = _ProgressHandler(report or (lambda _: None))
     absl_logger = logging.getLogger("absl")
-    saved_level, saved_propagate = absl_logger.level, absl_logger.propagate
+    saved_verbosity, saved_propagate = absl.logging.get_verbosity(), absl_logger.propagate
     absl_logger.addHandler(handler)
-    absl_logger.setLevel(logging.INFO)
     absl_logger.propagate = False
+    absl.logging.set_verbosity(absl.logging.INFO)
+    absl_logger.setLevel(logging.INFO)
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:
         absl_logger.removeHandler(handler)
-        absl_logger.setLevel(saved_level)
         absl_logger.propagate = saved_propagate
+        absl.logging.set_verbosity(saved_verbosity)
     return results.latest_result(config.metadata_path)

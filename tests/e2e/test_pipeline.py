@@ -1,0 +1,113 @@
+"""The whole pipeline on a few thousand CDNOW customers: push, serve, cache, and stop on bad data."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from components import feature_store_example_gen as ingest
+from pipeline import config as config_lib
+from pipeline import datasets, local_runner, results
+
+pytestmark = pytest.mark.e2e
+
+MODEL = config_lib.ModelConfig(codebook_sizes=(8, 4, 4), train_steps=40, eval_steps=5, batch_size=64)
+UPSTREAM = {"FeatureStoreExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+            "ValidationGate", "Transform", "Trainer"}
+
+
+def _executions(metadata_path):
+    """[(run context name, node id, state)] in execution order."""
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    store = metadata_store.MetadataStore(config)
+    node_type = store.get_context_type("node").id
+    run_type = store.get_context_type("pipeline_run").id
+    rows = []
+    for execution in sorted(store.get_executions(), key=lambda e: e.id):
+        contexts = store.get_contexts_by_execution(execution.id)
+        node = next(c.name.split(".", 1)[1] for c in contexts if c.type_id == node_type)
+        run = next(c.name for c in contexts if c.type_id == run_type)
+        rows.append((run, node, execution.last_known_state))
+    return rows
+
+
+def _executed(rows, run):
+    return {node for r, node, state in rows if r == run and state == metadata_store_pb2.Execution.COMPLETE}
+
+
+@pytest.fixture(scope="module")
+def cdnow(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cdnow")
+    data = datasets.prepare("cdnow", str(root / "data"), rows=3000)
+    cfg = config_lib.RunConfig(data=data, model=MODEL, output_dir=str(root / "out"))
+    first = local_runner.run(cfg, report=None)
+    return cfg, first
+
+
+def test_run_pushes_a_blessed_model_with_metrics_per_value_bucket(cdnow):
+    cfg, result = cdnow
+    assert result.blessed is True
+    assert result.pushed_model and os.path.dirname(result.pushed_model) == cfg.serving_dir
+    assert os.path.exists(os.path.join(result.pushed_model, "saved_model.pb"))
+    overall = result.metrics[results.OVERALL]
+    buckets = {k: v for k, v in result.metrics.items() if k.startswith("value_bucket=")}
+    assert "value_bucket=0" in buckets and len(buckets) >= 3
+    assert sum(v["example_count"] for v in buckets.values()) == overall["example_count"]
+    assert buckets["value_bucket=0"]["mean_label"] == 0.0
+    for key in ("mean_absolute_error", "root_mean_squared_error", "normalized_gini", "spearman",
+                "mean_label", "mean_prediction"):
+        assert np.isfinite(overall[key]), key
+
+
+def test_pushed_model_scores_raw_examples_without_label(cdnow):
+    cfg, result = cdnow
+    spec = ingest.IngestionSpec.from_data_config(cfg.data)
+    frame = ingest.retrieve(spec).head(20)
+    unlabeled = frame.assign(**{cfg.data.label: np.nan})
+    serialized = [e.SerializeToString() for e in ingest.to_examples(unlabeled, spec)]
+    assert all(cfg.data.label not in tf.train.Example.FromString(s).features.feature for s in serialized)
+    serve = tf.saved_model.load(result.pushed_model).signatures["serving_default"]
+    outputs = serve(examples=tf.constant(serialized))
+    prediction = outputs["prediction"].numpy()
+    assert prediction.shape == (20,)
+    assert np.all(np.isfinite(prediction)) and np.all(prediction >= 0)
+    assert outputs["codes"].shape == (20, len(MODEL.codebook_sizes))
+    assert outputs["median"].shape == (20,)
+    # Larger first-day spend should not lower the predicted value on average.
+    spend = frame["total_spend"].values
+    assert np.corrcoef(spend, prediction)[0, 1] > 0
+
+
+def test_rerun_with_unchanged_inputs_reuses_every_upstream_component(cdnow):
+    cfg, _ = cdnow
+    local_runner.run(cfg, report=None)  # second run: Evaluator/Pusher see a baseline now
+    local_runner.run(cfg, report=None)  # third run: same inputs as the second
+    rows = _executions(cfg.metadata_path)
+    runs = list(dict.fromkeys(r for r, _, _ in rows))
+    assert len(runs) == 3
+    assert UPSTREAM <= _executed(rows, runs[0])
+    assert not (UPSTREAM & _executed(rows, runs[1]))
+    assert _executed(rows, runs[2]) <= {"latest_blessed_model_resolver"}
+
+
+def test_bad_labels_stop_the_run_at_validation_and_push_nothing(cdnow, tmp_path):
+    cfg, _ = cdnow
+    spine = pd.read_parquet(cfg.data.spine)
+    spine.loc[0, cfg.data.label] = -5.0
+    spine.loc[1, cfg.data.label] = np.nan
+    bad_spine = str(tmp_path / "spine.parquet")
+    spine.to_parquet(bad_spine)
+    bad = config_lib.replace(cfg, data={"spine": bad_spine}, output_dir=str(tmp_path / "out"))
+    with pytest.raises(Exception) as raised:
+        local_runner.run(bad, report=None)
+    message = str(raised.value) + str(raised.value.__cause__ or "")
+    assert "label" in message and "nothing was trained or pushed" in message
+    executed = {node for _, node, state in _executions(bad.metadata_path)
+                if state == metadata_store_pb2.Execution.COMPLETE}
+    assert "Transform" not in executed and "Trainer" not in executed
+    assert not os.path.exists(bad.serving_dir)

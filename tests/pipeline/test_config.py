@@ -1,0 +1,62 @@
+"""Run config: YAML loading, relative paths, and errors that name the field."""
+
+import pytest
+import yaml
+
+from pipeline import config
+
+DATA = {
+    "feast_repo": "repo",
+    "spine": "spine.parquet",
+    "entity_columns": ["customer_id"],
+    "feature_refs": ["profile:spend", "profile:channel"],
+    "numeric_features": ["spend"],
+    "categorical_features": ["channel"],
+}
+
+
+def test_load_resolves_paths_against_the_file_and_reads_sections(tmp_path):
+    path = tmp_path / "own.yaml"
+    path.write_text(yaml.safe_dump({"data": DATA, "model": {"codebook_sizes": [16, 8], "train_steps": 10}}))
+    cfg = config.load(str(path))
+    assert cfg.data.feast_repo == str(tmp_path / "repo")
+    assert cfg.data.entity_columns == ("customer_id",)
+    assert cfg.model.codebook_sizes == (16, 8)
+    assert cfg.model.train_steps == 10
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"feature_refs": ["spend"]}, "data.feature_refs"),
+    ({"numeric_features": ["nope"]}, "data.numeric_features"),
+    ({"entity_columns": []}, "data.entity_columns"),
+    ({"eval_fraction": 1.5}, "data.eval_fraction"),
+    ({"label": "spend"}, "data.label"),
+    ({"colour": "red"}, "colour"),
+])
+def test_bad_data_section_names_the_field(change, field):
+    with pytest.raises(config.ConfigError, match=field):
+        config.from_dict({"data": {**DATA, **change}})
+
+
+@pytest.mark.parametrize("model, field", [
+    ({"label_transform": "sqrt"}, "model.label_transform"),
+    ({"codebook_sizes": [1]}, "model.codebook_sizes"),
+    ({"train_steps": 0}, "model.train_steps"),
+])
+def test_bad_model_section_names_the_field(model, field):
+    with pytest.raises(config.ConfigError, match=field):
+        config.from_dict({"data": DATA, "model": model})
+
+
+def test_missing_file_and_missing_data_section_are_clear(tmp_path):
+    with pytest.raises(config.ConfigError, match="does not exist"):
+        config.load(str(tmp_path / "none.yaml"))
+    with pytest.raises(config.ConfigError, match="data: section missing"):
+        config.from_dict({})
+
+
+def test_replace_changes_nested_fields_only():
+    cfg = config.from_dict({"data": DATA})
+    changed = config.replace(cfg, model={"train_steps": 7}, output_dir="/tmp/x")
+    assert changed.model.train_steps == 7 and changed.output_dir == "/tmp/x"
+    assert changed.model.codebook_sizes == cfg.model.codebook_sizes
