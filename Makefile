@@ -5,9 +5,7 @@ PYTHON ?= $(shell command -v python3.10 >/dev/null 2>&1 && python3.10 -c '' 2>/d
 VENV := .venv
 BIN := $(VENV)/bin
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
 export FEAST_USAGE := False
-export PYTHONWARNINGS := ignore::FutureWarning
 
 .PHONY: run test env clean
 

@@ -36,6 +36,7 @@ def trainer_config(data, model) -> Dict[str, Any]:
         "learning_rate": model.learning_rate,
         "batch_size": model.batch_size,
         "num_levels": len(model.codebook_sizes),
+        "seed": model.seed,
     }
 
 
@@ -93,6 +94,7 @@ def _serving_signatures(model: rq_model.RQRegModel, tft_output: tft.TFTransformO
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
     config = fn_args.custom_config
+    keras.utils.set_random_seed(config["seed"])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     num_levels = config["num_levels"]
     batch_size = config["batch_size"]

@@ -1,16 +1,30 @@
 """The `rqvalue` command line: `rqvalue run` runs the pipeline on an embedded data set or one's own."""
 
 import argparse
+import logging
 import os
 import sys
 import time
+import warnings
 from typing import List, Optional
 
 from pipeline import config as config_lib
-from pipeline import datasets
+
+
+def _quiet() -> None:
+    """Keeps the terminal to progress and results: library deprecation chatter off, before TF loads."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("FEAST_USAGE", "False")
+    warnings.filterwarnings("ignore")
+    # Libraries re-enable warning filters on import; route whatever still fires into a muted logger.
+    logging.captureWarnings(True)
+    for name in ("py.warnings", "tensorflow", "apache_beam"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _parser() -> argparse.ArgumentParser:
+    from pipeline import datasets
+
     parser = argparse.ArgumentParser(prog="rqvalue", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the pipeline: Feast -> validation -> Transform -> Trainer "
@@ -19,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--dataset", choices=datasets.NAMES, default="cdnow",
                         help="embedded data set (default: cdnow, the CDNOW purchase log)")
     source.add_argument("--config", help="YAML config for one's own Feast repo, spine and label "
-                                         "(see examples/own_data.yaml)")
+                                         "(template: pipeline/configs/own_data.yaml)")
     run.add_argument("--output-dir", default="runs",
                      help="folder for ML Metadata, the pipeline root and the serving models (default: runs)")
     run.add_argument("--rows", type=int, help="limit the embedded data set to this many entities/rows")
@@ -30,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args) -> config_lib.RunConfig:
+    from pipeline import datasets
+
     output_dir = os.path.abspath(args.output_dir)
     if args.config:
         cfg = config_lib.load(args.config)
@@ -72,12 +88,16 @@ def _run(args) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    _quiet()
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
             return _run(args)
     except config_lib.ConfigError as e:
         print(f"rqvalue: configuration error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # IngestionError and data set errors name the field themselves
+        print(f"rqvalue: {e}", file=sys.stderr)
         return 2
     return 1
 

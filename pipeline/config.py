@@ -88,6 +88,7 @@ class ModelConfig:
     batch_size: int = 256
     train_steps: int = 2000
     eval_steps: int = 50
+    seed: int = 0
 
     def __post_init__(self):
         if self.kind != "rqreg":
