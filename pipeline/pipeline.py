@@ -1,12 +1,13 @@
 """`create_pipeline(config, fingerprint)`: the TFX pipeline as a pure function of the run config (no I/O).
 
 FeatureStoreExampleGen -> StatisticsGen -> ImportSchemaGen|SchemaGen -> ExampleValidator ->
-ValidationGate -> Transform -> Trainer -> (latest blessed model) -> Evaluator -> Pusher.
+ValidationGate -> Transform -> Trainer -> (latest blessed other model) -> Evaluator -> Pusher.
 """
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from components.baseline_resolver import baseline_resolver
 from components.feature_store_example_gen import FeatureStoreExampleGen, IngestionSpec
 from components.validation_gate import ValidationGate
 from models import preprocessing, trainer
@@ -95,11 +96,7 @@ def create_pipeline(config: RunConfig, fingerprint: str) -> tfx.dsl.Pipeline:
         eval_args=tfx.proto.EvalArgs(num_steps=model.eval_steps),
         custom_config=trainer.trainer_config(data, model))
 
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    model_resolver = baseline_resolver(trainer_component.outputs["model"])
 
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
