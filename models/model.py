@@ -7,7 +7,8 @@ E[t] = Σ_l Σ_k p_l(k)·C_l[k], so the code probabilities are also trained to l
 
 Prediction enumerates the whole code tree (Π K_l leaves): the probability of every code path,
 chained through the LSTM, times that path's decoded value in label units gives the predictive
-mean; the same leaf distribution gives its median, and a greedy walk down the tree the codes.
+mean; the same leaf distribution gives its median and an 80% interval, and a greedy walk down
+the tree the codes.
 """
 
 from typing import Dict, List, Mapping, Sequence
@@ -26,6 +27,8 @@ def level_key(level: int) -> str:
 
 
 VALUE_KEY = "value"
+# Quantiles of the predictive distribution served as `lower` and `upper`: an 80% central interval.
+INTERVAL_QUANTILES = (0.1, 0.9)
 
 
 def losses(num_levels: int, regression_weight: float):
@@ -160,13 +163,24 @@ class RQRegModel(keras.Model):
         return probs
 
     def predict_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        """Serving outputs: `prediction` (mean, label units) [B], `median` [B], greedy `codes` [B, L]."""
+        """Serving outputs, all in label units: `prediction` (the mean), `median`, `lower`/`upper`
+        (the INTERVAL_QUANTILES of the predictive distribution) [B], and greedy `codes` [B, L]."""
         probs = self.leaf_probabilities(inputs)
-        mean = tf.linalg.matvec(probs, self._leaf_values)
-        sorted_probs = tf.gather(probs, self._leaf_order, axis=1)
-        median_rank = tf.argmax(tf.cast(tf.cumsum(sorted_probs, axis=1) >= 0.5, tf.int32), axis=1)
-        median = tf.gather(tf.gather(self._leaf_values, self._leaf_order), median_rank)
-        return {"prediction": mean, "median": median, "codes": self._greedy_codes(probs)}
+        cumulative = tf.cumsum(tf.gather(probs, self._leaf_order, axis=1), axis=1)
+        sorted_values = tf.gather(self._leaf_values, self._leaf_order)
+
+        def quantile(q: float) -> tf.Tensor:
+            rank = tf.argmax(tf.cast(cumulative >= q, tf.int32), axis=1)
+            return tf.gather(sorted_values, rank)
+
+        lower_q, upper_q = INTERVAL_QUANTILES
+        return {
+            "prediction": tf.linalg.matvec(probs, self._leaf_values),
+            "median": quantile(0.5),
+            "lower": quantile(lower_q),
+            "upper": quantile(upper_q),
+            "codes": self._greedy_codes(probs),
+        }
 
     def _greedy_codes(self, probs: tf.Tensor) -> tf.Tensor:
         """Coarse to fine: the most probable code of each level given the codes chosen above it, [B, L]."""

@@ -11,11 +11,10 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import feature_store_example_gen as ingest
 from pipeline import config as config_lib
-from pipeline import datasets, local_runner, results
+from pipeline import local_runner, results
 
 pytestmark = pytest.mark.e2e
 
-MODEL = config_lib.ModelConfig(codebook_sizes=(8, 4, 4), train_steps=40, eval_steps=5, batch_size=64)
 UPSTREAM = {"FeatureStoreExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
             "ValidationGate", "Transform", "Trainer"}
 
@@ -40,17 +39,8 @@ def _executed(rows, run):
     return {node for r, node, state in rows if r == run and state == metadata_store_pb2.Execution.COMPLETE}
 
 
-@pytest.fixture(scope="module")
-def cdnow(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cdnow")
-    data = datasets.prepare("cdnow", str(root / "data"), rows=3000)
-    cfg = config_lib.RunConfig(data=data, model=MODEL, output_dir=str(root / "out"))
-    first = local_runner.run(cfg, report=None)
-    return cfg, first
-
-
-def test_run_pushes_a_blessed_model_with_metrics_per_value_bucket(cdnow):
-    cfg, result = cdnow
+def test_run_pushes_a_blessed_model_with_metrics_per_value_bucket(small_run):
+    cfg, result = small_run
     assert result.blessed is True
     assert result.pushed_model and os.path.dirname(result.pushed_model) == cfg.serving_dir
     assert os.path.exists(os.path.join(result.pushed_model, "saved_model.pb"))
@@ -64,8 +54,8 @@ def test_run_pushes_a_blessed_model_with_metrics_per_value_bucket(cdnow):
         assert np.isfinite(overall[key]), key
 
 
-def test_pushed_model_scores_raw_examples_without_label(cdnow):
-    cfg, result = cdnow
+def test_pushed_model_scores_raw_examples_without_label(small_run):
+    cfg, result = small_run
     spec = ingest.IngestionSpec.from_data_config(cfg.data)
     frame = ingest.retrieve(spec).head(20)
     unlabeled = frame.assign(**{cfg.data.label: np.nan})
@@ -76,15 +66,17 @@ def test_pushed_model_scores_raw_examples_without_label(cdnow):
     prediction = outputs["prediction"].numpy()
     assert prediction.shape == (20,)
     assert np.all(np.isfinite(prediction)) and np.all(prediction >= 0)
-    assert outputs["codes"].shape == (20, len(MODEL.codebook_sizes))
+    assert outputs["codes"].shape == (20, len(cfg.model.codebook_sizes))
     assert outputs["median"].shape == (20,)
     # Larger first-day spend should not lower the predicted value on average.
     spend = frame["total_spend"].values
     assert np.corrcoef(spend, prediction)[0, 1] > 0
 
 
-def test_rerun_with_unchanged_inputs_executes_only_the_resolver(cdnow):
-    cfg, first = cdnow
+def test_rerun_with_unchanged_inputs_executes_only_the_resolver(small_run, tmp_path):
+    cfg = config_lib.replace(small_run[0], output_dir=str(tmp_path / "out"))
+    first = local_runner.run(cfg, report=None)
+    assert first.pushed_model
     second = local_runner.run(cfg, report=None)
     rows = _executions(cfg.metadata_path)
     runs = list(dict.fromkeys(r for r, _, _ in rows))
@@ -95,8 +87,8 @@ def test_rerun_with_unchanged_inputs_executes_only_the_resolver(cdnow):
     assert os.listdir(cfg.serving_dir) == [os.path.basename(first.pushed_model)]
 
 
-def test_bad_labels_stop_the_run_at_validation_and_push_nothing(cdnow, tmp_path):
-    cfg, _ = cdnow
+def test_bad_labels_stop_the_run_at_validation_and_push_nothing(small_run, tmp_path):
+    cfg, _ = small_run
     spine = pd.read_parquet(cfg.data.spine)
     spine.loc[0, cfg.data.label] = -5.0
     spine.loc[1, cfg.data.label] = np.nan

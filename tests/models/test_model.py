@@ -56,6 +56,8 @@ def test_predict_outputs_are_in_label_units_and_bounded_by_the_leaves():
     assert np.all(outputs["prediction"].numpy() <= leaf_values.max() + 1e-3)
     assert np.all(outputs["prediction"].numpy() >= 0.0)
     assert set(np.round(outputs["median"].numpy(), 4)) <= set(np.round(leaf_values.astype(np.float32), 4))
+    lower, median, upper = (outputs[k].numpy() for k in ("lower", "median", "upper"))
+    assert np.all(lower <= median) and np.all(median <= upper)
 
 
 def test_greedy_codes_follow_the_most_probable_first_level_code():
