@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from models import codebook, label_transform
+from models import base, codebook, label_transform
 from schemas import features
 
 
@@ -27,82 +27,28 @@ def level_key(level: int) -> str:
 
 
 VALUE_KEY = "value"
-# Quantiles of the predictive distribution served as `lower` and `upper`: an 80% central interval.
-INTERVAL_QUANTILES = (0.1, 0.9)
 
 
-def losses(num_levels: int, regression_weight: float):
-    """The training objective as Keras (loss, loss_weights) dicts: code cross-entropy + Huber on E[t]."""
-    loss = {level_key(l): keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-            for l in range(1, num_levels + 1)}
-    loss[VALUE_KEY] = keras.losses.Huber(delta=1.0)
-    weights = {level_key(l): 1.0 for l in range(1, num_levels + 1)}
-    weights[VALUE_KEY] = regression_weight
-    return loss, weights
-
-
-def training_targets(codes: tf.Tensor, target: tf.Tensor, num_levels: int) -> Dict[str, tf.Tensor]:
-    """Keras targets for `losses`: each level's true code, and the transformed label."""
-    targets = {level_key(l): codes[:, l - 1] for l in range(1, num_levels + 1)}
-    targets[VALUE_KEY] = tf.reshape(target, [-1])
-    return targets
-
-
-class FeatureEncoder(keras.layers.Layer):
-    """Concatenates scaled numeric features and categorical embeddings, then an MLP: -> [B, hidden[-1]]."""
-
-    def __init__(self, numeric_keys: Sequence[str], vocab_sizes: Mapping[str, int], embedding_dim: int,
-                 hidden_units: Sequence[int], **kwargs):
-        super().__init__(**kwargs)
-        self.numeric_keys = list(numeric_keys)
-        self.vocab_sizes = dict(vocab_sizes)
-        self.embedding_dim = embedding_dim
-        self.hidden_units = list(hidden_units)
-        self.embeddings = {key: keras.layers.Embedding(size, embedding_dim, name=f"embed_{key}")
-                           for key, size in self.vocab_sizes.items()}
-        self.mlp = [keras.layers.Dense(units, activation="relu") for units in self.hidden_units]
-
-    def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        parts = [tf.reshape(tf.cast(inputs[features.transformed_name(k)], tf.float32), [-1, 1])
-                 for k in self.numeric_keys]
-        for key, embedding in self.embeddings.items():
-            ids = tf.reshape(tf.cast(inputs[features.transformed_name(key)], tf.int64), [-1])
-            ids = tf.clip_by_value(ids, 0, self.vocab_sizes[key] - 1)
-            parts.append(embedding(ids))
-        x = tf.concat(parts, axis=1)
-        for layer in self.mlp:
-            x = layer(x)
-        return x
-
-    def get_config(self):
-        return {**super().get_config(), "numeric_keys": self.numeric_keys, "vocab_sizes": self.vocab_sizes,
-                "embedding_dim": self.embedding_dim, "hidden_units": self.hidden_units}
-
-
-class RQRegModel(keras.Model):
+class RQRegModel(base.ValueModel):
     """Feature encoder -> autoregressive LSTM over RQ codes (RQ-Reg, arXiv 2602.23012).
 
     Args:
-      numeric_keys: raw names of numeric features (their `_xf` versions are read).
-      vocab_sizes: raw name of each categorical feature -> number of ids (vocabulary + OOV).
-      codebook_levels: sorted centroids per level, transformed units (level 1 starts with the zero code).
-      label_transform_name: "log1p" or "identity", to turn decoded values back into label units.
+      context: the training context; `context.codebook_levels` are the sorted centroids per level
+        in transformed units (level 1 starts with the zero code).
       embedding_dim, hidden_units, lstm_units: layer sizes.
+      regression_weight: weight of the Huber term on the decoded value.
 
     Inputs: dict of transformed features; for training also `rq_codes` [B, L] (teacher forcing).
     Outputs of `call`: `level_l` logits [B, K_l] and `value` = E[t] [B].
     """
 
-    def __init__(self, numeric_keys: Sequence[str], vocab_sizes: Mapping[str, int],
-                 codebook_levels: Sequence[Sequence[float]], label_transform_name: str = "log1p",
-                 embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64), lstm_units: int = 64,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.levels = [np.asarray(c, dtype=np.float32) for c in codebook_levels]
+    def __init__(self, context: base.TrainContext, embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64),
+                 lstm_units: int = 64, regression_weight: float = 1.0, **kwargs):
+        super().__init__(context, embedding_dim, hidden_units, **kwargs)
+        self.levels = [np.asarray(c, dtype=np.float32) for c in context.codebook_levels]
         self.sizes = [len(c) for c in self.levels]
-        self.label_transform_name = label_transform_name
         self.lstm_units = lstm_units
-        self.encoder = FeatureEncoder(numeric_keys, vocab_sizes, embedding_dim, hidden_units, name="encoder")
+        self.regression_weight = regression_weight
         self.initial_state = keras.layers.Dense(2 * lstm_units, activation="tanh", name="initial_state")
         self.start = self.add_weight(name="start_embedding", shape=(1, embedding_dim), initializer="zeros")
         # The code of level l is the input of step l+1, so the last level needs no embedding.
@@ -111,10 +57,31 @@ class RQRegModel(keras.Model):
         self.cell = keras.layers.LSTMCell(lstm_units, name="decoder")
         self.heads = [keras.layers.Dense(k, name=f"head_{l}") for l, k in enumerate(self.sizes, start=1)]
         _, leaf_targets = codebook.leaf_values(self.levels)
-        leaf_values = label_transform.inverse(tf.constant(leaf_targets, tf.float32), label_transform_name)
+        leaf_values = label_transform.inverse(tf.constant(leaf_targets, tf.float32), self.label_transform_name)
         order = np.argsort(leaf_values.numpy(), kind="stable")
         self._leaf_values = leaf_values
         self._leaf_order = tf.constant(order, tf.int32)
+
+    @classmethod
+    def from_config_and_context(cls, config: Mapping, context: base.TrainContext) -> "RQRegModel":
+        return cls(context, embedding_dim=config["embedding_dim"], hidden_units=config["hidden_units"],
+                   lstm_units=config["lstm_units"], regression_weight=config["regression_weight"])
+
+    def loss_config(self):
+        """Code cross-entropy per level + regression_weight * Huber on the decoded value E[t]."""
+        loss = {level_key(l): keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+                for l in range(1, len(self.sizes) + 1)}
+        loss[VALUE_KEY] = keras.losses.Huber(delta=1.0)
+        weights = {level_key(l): 1.0 for l in range(1, len(self.sizes) + 1)}
+        weights[VALUE_KEY] = self.regression_weight
+        return loss, weights
+
+    def training_targets(self, inputs: Mapping[str, tf.Tensor], target: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """Each level's true code, and the transformed label."""
+        codes = inputs[features.CODES_KEY]
+        targets = {level_key(l): codes[:, l - 1] for l in range(1, len(self.sizes) + 1)}
+        targets[VALUE_KEY] = tf.reshape(target, [-1])
+        return targets
 
     def _start_state(self, context: tf.Tensor) -> List[tf.Tensor]:
         h, c = tf.split(self.initial_state(context), 2, axis=1)
@@ -162,7 +129,7 @@ class RQRegModel(keras.Model):
                 paths *= size
         return probs
 
-    def predict_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    def serving_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """Serving outputs, all in label units: `prediction` (the mean), `median`, `lower`/`upper`
         (the INTERVAL_QUANTILES of the predictive distribution) [B], and greedy `codes` [B, L]."""
         probs = self.leaf_probabilities(inputs)
@@ -173,7 +140,7 @@ class RQRegModel(keras.Model):
             rank = tf.argmax(tf.cast(cumulative >= q, tf.int32), axis=1)
             return tf.gather(sorted_values, rank)
 
-        lower_q, upper_q = INTERVAL_QUANTILES
+        lower_q, upper_q = base.INTERVAL_QUANTILES
         return {
             "prediction": tf.linalg.matvec(probs, self._leaf_values),
             "median": quantile(0.5),

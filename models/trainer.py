@@ -1,14 +1,14 @@
-"""Trainer's module code: `run_fn` trains the RQ-Reg model on Transform's output and exports it for serving.
+"""Trainer's module code: `run_fn` trains the configured model kind on Transform's output and exports it.
 
 The exported SavedModel has two signatures:
   - `serving_default`: serialized raw `tf.Example`s (no label) -> `prediction` (mean, label
-    units), `median` and `codes` (the most probable code path);
+    units), `median`, `lower`, `upper` (an 80% interval) and, for RQ-Reg, `codes`;
   - `transform_features`: serialized raw examples (with label) -> transformed features; TFMA
     uses it to slice by `value_bucket`.
 """
 
 import os
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -17,8 +17,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import codebook_analyzer
-from models import model as rq_model
+from models import base, codebook_analyzer, label_transform, registry
 from schemas import features
 
 
@@ -35,6 +34,7 @@ def trainer_config(data, model) -> Dict[str, Any]:
         "regression_weight": model.regression_weight,
         "learning_rate": model.learning_rate,
         "batch_size": model.batch_size,
+        "kind": model.kind,
         "num_levels": len(model.codebook_sizes),
         "seed": model.seed,
     }
@@ -46,32 +46,51 @@ def read_codebook(tft_output: tft.TFTransformOutput, num_levels: int) -> List[np
             for l in range(1, num_levels + 1)]
 
 
-def _dataset(files, data_accessor, tft_output, batch_size: int, num_levels: int) -> tf.data.Dataset:
-    dataset = data_accessor.tf_dataset_factory(
+def _dataset(files, data_accessor, tft_output, batch_size: int, num_epochs=None) -> tf.data.Dataset:
+    """(transformed features, transformed label) batches; repeats forever unless num_epochs is set."""
+    return data_accessor.tf_dataset_factory(
         files,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.TARGET_KEY),
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.TARGET_KEY, num_epochs=num_epochs),
         tft_output.transformed_metadata.schema)
-    return dataset.map(
-        lambda x, y: (x, rq_model.training_targets(x[features.CODES_KEY], y, num_levels))).repeat()
 
 
-def build_model(config: Mapping[str, Any], tft_output: tft.TFTransformOutput) -> rq_model.RQRegModel:
-    """Builds and compiles the model from the Trainer config and Transform's vocabularies and codebook."""
-    vocab_sizes = {key: tft_output.vocabulary_size_by_name(key) + 1 for key in config["categorical_features"]}
-    model = rq_model.RQRegModel(
-        numeric_keys=config["numeric_features"],
-        vocab_sizes=vocab_sizes,
-        codebook_levels=read_codebook(tft_output, config["num_levels"]),
-        label_transform_name=config["label_transform"],
-        embedding_dim=config["embedding_dim"],
-        hidden_units=config["hidden_units"],
-        lstm_units=config["lstm_units"])
-    loss, loss_weights = rq_model.losses(config["num_levels"], config["regression_weight"])
+def training_sample(dataset: tf.data.Dataset, label_transform_name: str, limit: int = 200_000
+                    ) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """Up to `limit` training labels (label units) and their transformed features, from one pass."""
+    labels, columns = [], {}
+    count = 0
+    for batch, target in dataset:
+        labels.append(label_transform.inverse(tf.reshape(target, [-1]), label_transform_name).numpy())
+        for key, value in batch.items():
+            if isinstance(value, tf.Tensor):
+                columns.setdefault(key, []).append(value.numpy())
+        count += len(labels[-1])
+        if count >= limit:
+            break
+    return np.concatenate(labels)[:limit], {k: np.concatenate(v)[:limit] for k, v in columns.items()}
+
+
+def train_context(config: Mapping[str, Any], tft_output: tft.TFTransformOutput, sample_dataset) -> base.TrainContext:
+    """What the model needs to know before it is built: vocabularies, codebook, a label sample."""
+    labels, columns = training_sample(sample_dataset, config["label_transform"])
+    return base.TrainContext(
+        numeric_keys=tuple(config["numeric_features"]),
+        vocab_sizes={key: tft_output.vocabulary_size_by_name(key) + 1 for key in config["categorical_features"]},
+        label_transform=config["label_transform"],
+        train_labels=labels,
+        codebook_levels=tuple(read_codebook(tft_output, config["num_levels"])),
+        train_features=columns)
+
+
+def build_model(config: Mapping[str, Any], context: base.TrainContext) -> base.ValueModel:
+    """Builds and compiles the configured model kind."""
+    model = registry.build(config["kind"], config, context)
+    loss, loss_weights = model.loss_config()
     model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss=loss, loss_weights=loss_weights)
     return model
 
 
-def _serving_signatures(model: rq_model.RQRegModel, tft_output: tft.TFTransformOutput,
+def _serving_signatures(model: base.ValueModel, tft_output: tft.TFTransformOutput,
                         config: Mapping[str, Any]) -> Dict[str, Any]:
     model.tft_layer = tft_output.transform_features_layer()
     raw_spec = tft_output.raw_feature_spec()
@@ -96,14 +115,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     config = fn_args.custom_config
     keras.utils.set_random_seed(config["seed"])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    num_levels = config["num_levels"]
     batch_size = config["batch_size"]
-    train = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, batch_size, num_levels)
-    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, batch_size, num_levels)
+    train = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, batch_size)
+    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, batch_size)
+    one_pass = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, 1024, num_epochs=1)
+    context = train_context(config, tft_output, one_pass)
 
     strategy = tf.distribute.MirroredStrategy()
     with strategy.scope():
-        model = build_model(config, tft_output)
+        model = build_model(config, context)
+    train = train.map(lambda x, y: (x, model.training_targets(x, y)))
+    evaluation = evaluation.map(lambda x, y: (x, model.training_targets(x, y)))
     model.fit(
         train,
         steps_per_epoch=fn_args.train_steps,

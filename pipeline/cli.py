@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="folder for ML Metadata, the pipeline root and the serving models (default: runs)")
     run.add_argument("--rows", type=int, help="limit the embedded data set to this many entities/rows")
     run.add_argument("--seed", type=int, default=0, help="seed of the synthetic data sets")
+    run.add_argument("--model", choices=config_lib.MODEL_KINDS, help="override model.kind (default: rqreg)")
     run.add_argument("--train-steps", type=int, help="override model.train_steps")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
     return parser
@@ -55,6 +56,8 @@ def _config(args) -> config_lib.RunConfig:
                                 rows=args.rows, seed=args.seed)
         cfg = config_lib.RunConfig(data=data, output_dir=output_dir,
                                    pipeline_name=f"rqvalue-{args.dataset.replace('_', '-')}")
+    if args.model:
+        cfg = config_lib.replace(cfg, model={"kind": args.model})
     if args.train_steps:
         cfg = config_lib.replace(cfg, model={"train_steps": args.train_steps})
     if args.no_cache:

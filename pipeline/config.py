@@ -70,9 +70,12 @@ class DataConfig:
             raise ConfigError(f"data.eval_fraction: {self.eval_fraction} must lie strictly between 0 and 1")
 
 
+MODEL_KINDS = ("rqreg", "ziln", "mse", "logmse", "twostage")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Target transform, value buckets, RQ codebooks and training settings."""
+    """Model kind, target transform, value buckets, RQ codebooks and training settings."""
 
     kind: str = "rqreg"
     label_transform: str = "log1p"
@@ -91,8 +94,8 @@ class ModelConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.kind != "rqreg":
-            raise ConfigError(f"model.kind: {self.kind!r} is not a known model (known: rqreg)")
+        if self.kind not in MODEL_KINDS:
+            raise ConfigError(f"model.kind: {self.kind!r} is not a known model (known: {', '.join(MODEL_KINDS)})")
         if self.label_transform not in ("log1p", "identity"):
             raise ConfigError(f"model.label_transform: {self.label_transform!r} must be 'log1p' or 'identity'")
         if not self.codebook_sizes or any(k < 2 for k in self.codebook_sizes):

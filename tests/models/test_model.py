@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from models import codebook
+from models import base, codebook
 from models import model as rq_model
 from schemas import features
 
@@ -25,9 +25,13 @@ def _data(n=512, seed=0):
     return inputs, t.astype(np.float32), book
 
 
+def _context(book, labels=np.array([0.0, 500.0])):
+    return base.TrainContext(numeric_keys=("x",), vocab_sizes={"c": 4}, label_transform="log1p",
+                             train_labels=labels, codebook_levels=tuple(book))
+
+
 def _model(book):
-    return rq_model.RQRegModel(numeric_keys=["x"], vocab_sizes={"c": 4}, codebook_levels=book,
-                               embedding_dim=4, hidden_units=(16,), lstm_units=16)
+    return rq_model.RQRegModel(_context(book), embedding_dim=4, hidden_units=(16,), lstm_units=16)
 
 
 def test_call_returns_logits_per_level_and_expected_value():
@@ -50,7 +54,7 @@ def test_predict_outputs_are_in_label_units_and_bounded_by_the_leaves():
     inputs, _, book = _data(7)
     outputs = _model(book).predict_outputs(inputs)
     _, leaf_targets = codebook.leaf_values(book)
-    leaf_values = np.expm1(leaf_targets)
+    leaf_values = np.minimum(np.expm1(leaf_targets), 5000.0)  # the serving cap: 10x the largest label
     assert outputs["prediction"].shape == (7,) and outputs["median"].shape == (7,)
     assert outputs["codes"].shape == (7, len(SIZES))
     assert np.all(outputs["prediction"].numpy() <= leaf_values.max() + 1e-3)
@@ -72,8 +76,8 @@ def test_loss_falls_on_a_small_training_set():
     tf.keras.utils.set_random_seed(0)
     inputs, target, book = _data(512)
     model = _model(book)
-    loss, weights = rq_model.losses(len(SIZES), regression_weight=1.0)
+    loss, weights = model.loss_config()
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, loss_weights=weights)
-    targets = rq_model.training_targets(tf.constant(inputs[features.CODES_KEY]), tf.constant(target), len(SIZES))
+    targets = model.training_targets({k: tf.constant(v) for k, v in inputs.items()}, tf.constant(target))
     history = model.fit(inputs, targets, batch_size=64, epochs=15, verbose=0).history["loss"]
     assert history[-1] < 0.6 * history[0]

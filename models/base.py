@@ -1,0 +1,94 @@
+"""What every model kind shares: the training context, the feature encoder, and the serving contract.
+
+A model kind is a `ValueModel` subclass. It defines
+  - `call(inputs)`: its training outputs (a dict), from transformed features;
+  - `training_targets(inputs, target)`: the Keras targets for those outputs, from the transformed
+    features and the transformed label (`target_xf`);
+  - `loss_config()`: `(losses, loss_weights)` dicts keyed like the training outputs — the loss is
+    found here, in one place per model;
+  - `serving_outputs(inputs)`: `prediction` (the mean), `median`, `lower` and `upper` (the
+    INTERVAL_QUANTILES of its predictive distribution), all [B] in label units, plus extras.
+`predict_outputs` applies the common guard: values clipped to [0, context.prediction_cap], so a
+feature far outside the training range cannot produce an unbounded prediction.
+"""
+
+import dataclasses
+from typing import Dict, Mapping, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from models import label_transform
+from models.layers import FeatureEncoder
+
+# Quantiles of the predictive distribution served as `lower` and `upper`: an 80% central interval.
+INTERVAL_QUANTILES = (0.1, 0.9)
+SERVING_KEYS = ("prediction", "median", "lower", "upper")
+# Predictions are capped at this multiple of the largest training label.
+PREDICTION_CAP_FACTOR = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainContext:
+    """What Transform and the training split tell a model before it is built.
+
+    Attributes:
+      numeric_keys: raw names of numeric features (their `_xf` versions are read).
+      vocab_sizes: raw name of each categorical feature -> number of ids (vocabulary + OOV).
+      label_transform: name of the label transform ("log1p" or "identity").
+      train_labels: a sample of training labels in label units (for vocabularies and scales).
+      codebook_levels: the RQ centroids per level, transformed units (empty if not needed).
+      train_features: a sample of transformed training features, aligned with train_labels.
+    """
+
+    numeric_keys: Tuple[str, ...]
+    vocab_sizes: Mapping[str, int]
+    label_transform: str
+    train_labels: np.ndarray
+    codebook_levels: Tuple[np.ndarray, ...] = ()
+    train_features: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    @property
+    def prediction_cap(self) -> float:
+        top = float(np.max(self.train_labels)) if self.train_labels.size else 1.0
+        return PREDICTION_CAP_FACTOR * max(top, 1.0)
+
+
+class ValueModel(keras.Model):
+    """Base of every model kind: a FeatureEncoder over the transformed features, plus a head."""
+
+    def __init__(self, context: TrainContext, embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64),
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.label_transform_name = context.label_transform
+        self.prediction_cap = context.prediction_cap
+        self.encoder = FeatureEncoder(context.numeric_keys, context.vocab_sizes, embedding_dim, hidden_units,
+                                      name="encoder")
+
+    def label_units(self, target: tf.Tensor) -> tf.Tensor:
+        """Transformed label -> label units."""
+        return label_transform.inverse(tf.reshape(tf.cast(target, tf.float32), [-1]), self.label_transform_name)
+
+    def training_targets(self, inputs: Mapping[str, tf.Tensor], target: tf.Tensor) -> Dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    def loss_config(self) -> Tuple[Dict[str, keras.losses.Loss], Dict[str, float]]:
+        raise NotImplementedError
+
+    def serving_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    def predict_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """`serving_outputs` with every value output clipped to [0, prediction_cap]."""
+        outputs = dict(self.serving_outputs(inputs))
+        for key in SERVING_KEYS:
+            outputs[key] = tf.clip_by_value(tf.reshape(outputs[key], [-1]), 0.0, self.prediction_cap)
+        return outputs
+
+
+def point_outputs(value: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Serving outputs of a point predictor: its value stands for the mean, median and both bounds."""
+    value = tf.reshape(value, [-1])
+    return {key: value for key in SERVING_KEYS}
+

@@ -1,0 +1,24 @@
+"""The model kinds the pipeline can train, by name; each builds from (Trainer config, TrainContext)."""
+
+from typing import Callable, Dict, Mapping
+
+from models import base, baselines
+from models import model as rq_model
+
+Builder = Callable[[Mapping, base.TrainContext], base.ValueModel]
+
+BUILDERS: Dict[str, Builder] = {
+    "rqreg": rq_model.RQRegModel.from_config_and_context,
+    "ziln": baselines.ZILNModel.from_config_and_context,
+    "mse": baselines.MSEModel.from_config_and_context,
+    "logmse": baselines.LogMSEModel.from_config_and_context,
+    "twostage": baselines.TwoStageModel.from_config_and_context,
+}
+KINDS = tuple(BUILDERS)
+
+
+def build(kind: str, config: Mapping, context: base.TrainContext) -> base.ValueModel:
+    """Builds (uncompiled) the model of `kind`."""
+    if kind not in BUILDERS:
+        raise ValueError(f"model.kind: {kind!r} is not one of {KINDS}")
+    return BUILDERS[kind](config, context)
