@@ -79,6 +79,11 @@ class ValueModel(keras.Model):
     def serving_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         raise NotImplementedError
 
+    def training_callbacks(self, total_steps: int) -> list:
+        """Keras callbacks the kind needs during `fit` (e.g. a schedule); none by default."""
+        del total_steps
+        return []
+
     def predict_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """`serving_outputs` with every value output clipped to [0, prediction_cap]."""
         outputs = dict(self.serving_outputs(inputs))

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from models import base, codebook, label_transform
+from models import base, codebook, label_transform, rnc
 from schemas import features
 
 
@@ -43,17 +43,24 @@ class RQRegModel(base.ValueModel):
     """
 
     def __init__(self, context: base.TrainContext, embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64),
-                 lstm_units: int = 64, regression_weight: float = 1.0, **kwargs):
+                 lstm_units: int = 64, regression_weight: float = 1.0, rnc_weight: float = 0.0,
+                 rnc_temperature: float = 2.0, sampling_probability: float = 0.0, **kwargs):
         super().__init__(context, embedding_dim, hidden_units, **kwargs)
+        self.rnc_weight = rnc_weight
+        self.rnc_temperature = rnc_temperature
+        self.sampling_probability = sampling_probability
+        # Probability of feeding the model's own previous code instead of the true one (scheduled sampling).
+        self.sampling_rate = tf.Variable(0.0, trainable=False, name="sampling_rate")
         self.levels = [np.asarray(c, dtype=np.float32) for c in context.codebook_levels]
         self.sizes = [len(c) for c in self.levels]
         self.lstm_units = lstm_units
         self.regression_weight = regression_weight
         self.initial_state = keras.layers.Dense(2 * lstm_units, activation="tanh", name="initial_state")
         self.start = self.add_weight(name="start_embedding", shape=(1, embedding_dim), initializer="zeros")
-        # The code of level l is the input of step l+1, so the last level needs no embedding.
+        # The code of level l is the input of step l+1; the last level's embedding only enters the
+        # code-path representation that Rank-N-Contrast orders.
         self.code_embeddings = [keras.layers.Embedding(k, embedding_dim, name=f"code_embed_{l}")
-                                for l, k in enumerate(self.sizes[:-1], start=1)]
+                                for l, k in enumerate(self.sizes, start=1)]
         self.cell = keras.layers.LSTMCell(lstm_units, name="decoder")
         self.heads = [keras.layers.Dense(k, name=f"head_{l}") for l, k in enumerate(self.sizes, start=1)]
         _, leaf_targets = codebook.leaf_values(self.levels)
@@ -65,10 +72,21 @@ class RQRegModel(base.ValueModel):
     @classmethod
     def from_config_and_context(cls, config: Mapping, context: base.TrainContext) -> "RQRegModel":
         return cls(context, embedding_dim=config["embedding_dim"], hidden_units=config["hidden_units"],
-                   lstm_units=config["lstm_units"], regression_weight=config["regression_weight"])
+                   lstm_units=config["lstm_units"], regression_weight=config["regression_weight"],
+                   rnc_weight=config.get("rnc_weight", 0.0), rnc_temperature=config.get("rnc_temperature", 2.0),
+                   sampling_probability=config.get("sampling_probability", 0.0))
+
+    def training_callbacks(self, total_steps: int):
+        """Scheduled sampling: the sampling rate ramps linearly from 0 to sampling_probability."""
+        if self.sampling_probability <= 0:
+            return []
+        return [SamplingSchedule(self.sampling_rate, self.sampling_probability, total_steps)]
 
     def loss_config(self):
-        """Code cross-entropy per level + regression_weight * Huber on the decoded value E[t]."""
+        """Code cross-entropy per level + regression_weight * Huber on the decoded value E[t].
+
+        During training `call` also adds rnc_weight * Rank-N-Contrast on the code-path embeddings.
+        """
         loss = {level_key(l): keras.losses.SparseCategoricalCrossentropy(from_logits=True)
                 for l in range(1, len(self.sizes) + 1)}
         loss[VALUE_KEY] = keras.losses.Huber(delta=1.0)
@@ -103,10 +121,32 @@ class RQRegModel(base.ValueModel):
             outputs[level_key(level + 1)] = logits
             expected.append(tf.linalg.matvec(tf.nn.softmax(logits), tf.constant(self.levels[level])))
             if level + 1 < len(self.sizes):
-                previous = self.code_embeddings[level](codes[:, level])
+                previous = self._next_input(level, codes[:, level], logits, training)
         nonzero = 1.0 - tf.nn.softmax(outputs[level_key(1)])[:, codebook.ZERO_CODE]
         outputs[VALUE_KEY] = expected[0] + nonzero * tf.add_n(expected[1:]) if len(expected) > 1 else expected[0]
+        if training and self.rnc_weight > 0:
+            self.add_loss(self.rnc_weight * rnc.rnc_loss(self._path_embedding(codes), self._decode(codes),
+                                                         self.rnc_temperature))
         return outputs
+
+    def _next_input(self, level: int, true_code: tf.Tensor, logits: tf.Tensor, training) -> tf.Tensor:
+        """Embedding of the code fed to the next step: the true one, or under scheduled sampling
+        (training only, per example with probability `sampling_rate`) the model's own argmax."""
+        embedded = self.code_embeddings[level](true_code)
+        if not training or self.sampling_probability <= 0:
+            return embedded
+        predicted = self.code_embeddings[level](tf.argmax(tf.stop_gradient(logits), axis=1))
+        use_predicted = tf.random.uniform([tf.shape(true_code)[0], 1]) < self.sampling_rate
+        return tf.where(use_predicted, predicted, embedded)
+
+    def _path_embedding(self, codes: tf.Tensor) -> tf.Tensor:
+        """Sum of the code embeddings along each example's code path, [B, E]."""
+        return tf.add_n([self.code_embeddings[l](codes[:, l]) for l in range(len(self.sizes))])
+
+    def _decode(self, codes: tf.Tensor) -> tf.Tensor:
+        """The quantized target of each code path (transformed units), [B]."""
+        total = tf.add_n([tf.gather(tf.constant(c), codes[:, l]) for l, c in enumerate(self.levels)])
+        return tf.where(codes[:, 0] == codebook.ZERO_CODE, tf.zeros_like(total), total)
 
     def leaf_probabilities(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Probability of every code path, [B, Π K_l], in `codebook.leaf_values` order."""
@@ -159,3 +199,18 @@ class RQRegModel(base.ValueModel):
             codes.append(code)
             joint = tf.gather(joint, code, axis=1, batch_dims=1)
         return tf.stack(codes, axis=1)
+
+
+class SamplingSchedule(keras.callbacks.Callback):
+    """Raises the scheduled-sampling rate linearly from 0 to `maximum` over `total_steps` batches."""
+
+    def __init__(self, rate: tf.Variable, maximum: float, total_steps: int):
+        super().__init__()
+        self._rate = rate
+        self._maximum = maximum
+        self._total = max(int(total_steps), 1)
+        self._step = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._rate.assign(self._maximum * min(1.0, self._step / self._total))
+        self._step += 1

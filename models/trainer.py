@@ -7,6 +7,7 @@ The exported SavedModel has two signatures:
     uses it to slice by `value_bucket`.
 """
 
+import dataclasses
 import os
 from typing import Any, Dict, List, Mapping, Tuple
 
@@ -22,22 +23,15 @@ from schemas import features
 
 
 def trainer_config(data, model) -> Dict[str, Any]:
-    """The Trainer's `custom_config`, from the run's config sections."""
-    return {
-        "numeric_features": list(data.numeric_features),
-        "categorical_features": list(data.categorical_features),
-        "label": data.label,
-        "label_transform": model.label_transform,
-        "embedding_dim": model.embedding_dim,
-        "hidden_units": list(model.hidden_units),
-        "lstm_units": model.lstm_units,
-        "regression_weight": model.regression_weight,
-        "learning_rate": model.learning_rate,
-        "batch_size": model.batch_size,
-        "kind": model.kind,
-        "num_levels": len(model.codebook_sizes),
-        "seed": model.seed,
-    }
+    """The Trainer's `custom_config`: every model setting plus the feature names and label."""
+    config = {key: list(value) if isinstance(value, tuple) else value
+              for key, value in dataclasses.asdict(model).items()}
+    config.update(
+        numeric_features=list(data.numeric_features),
+        categorical_features=list(data.categorical_features),
+        label=data.label,
+        num_levels=len(model.codebook_sizes))
+    return config
 
 
 def read_codebook(tft_output: tft.TFTransformOutput, num_levels: int) -> List[np.ndarray]:
@@ -131,7 +125,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         steps_per_epoch=fn_args.train_steps,
         validation_data=evaluation,
         validation_steps=fn_args.eval_steps,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")],
+        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+                   *model.training_callbacks(fn_args.train_steps)],
         verbose=2)
     signatures = _serving_signatures(model, tft_output, config)
     tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures)

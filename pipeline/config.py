@@ -87,6 +87,10 @@ class ModelConfig:
     hidden_units: Tuple[int, ...] = (64, 64)
     lstm_units: int = 64
     regression_weight: float = 1.0
+    rnc_weight: float = 0.1
+    rnc_temperature: float = 2.0
+    sampling_probability: float = 0.25
+    duration_feature: str = ""
     learning_rate: float = 3e-3
     batch_size: int = 256
     train_steps: int = 2000

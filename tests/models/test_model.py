@@ -81,3 +81,40 @@ def test_loss_falls_on_a_small_training_set():
     targets = model.training_targets({k: tf.constant(v) for k, v in inputs.items()}, tf.constant(target))
     history = model.fit(inputs, targets, batch_size=64, epochs=15, verbose=0).history["loss"]
     assert history[-1] < 0.6 * history[0]
+
+
+def test_rank_n_contrast_adds_a_training_loss_only_when_training():
+    inputs, _, book = _data(64)
+    model = rq_model.RQRegModel(_context(book), embedding_dim=4, hidden_units=(16,), lstm_units=16, rnc_weight=0.5)
+    tensors = {k: tf.constant(v) for k, v in inputs.items()}
+    model(tensors, training=False)
+    assert not model.losses
+    model(tensors, training=True)
+    assert len(model.losses) == 1 and float(model.losses[0]) > 0
+
+
+def test_scheduled_sampling_rate_ramps_to_its_maximum():
+    inputs, target, book = _data(256)
+    model = rq_model.RQRegModel(_context(book), embedding_dim=4, hidden_units=(16,), lstm_units=16,
+                                sampling_probability=0.3)
+    loss, weights = model.loss_config()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, loss_weights=weights)
+    tensors = {k: tf.constant(v) for k, v in inputs.items()}
+    targets = model.training_targets(tensors, tf.constant(target))
+    (schedule,) = model.training_callbacks(total_steps=8)
+    model.fit(tensors, targets, batch_size=32, epochs=2, verbose=0, callbacks=[schedule])
+    assert float(model.sampling_rate.numpy()) == pytest.approx(0.3)
+
+
+def test_full_objective_with_rnc_and_scheduled_sampling_falls():
+    tf.keras.utils.set_random_seed(0)
+    inputs, target, book = _data(512)
+    model = rq_model.RQRegModel(_context(book), embedding_dim=4, hidden_units=(16,), lstm_units=16,
+                                rnc_weight=0.1, sampling_probability=0.25)
+    loss, weights = model.loss_config()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, loss_weights=weights)
+    tensors = {k: tf.constant(v) for k, v in inputs.items()}
+    targets = model.training_targets(tensors, tf.constant(target))
+    history = model.fit(tensors, targets, batch_size=64, epochs=15, verbose=0,
+                        callbacks=model.training_callbacks(15 * 8)).history["loss"]
+    assert history[-1] < 0.6 * history[0]
