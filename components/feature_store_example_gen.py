@@ -10,7 +10,8 @@ and "" into missing values, and zero is the most common label here). Encoding: e
 -> bytes; the prediction time -> int64 epoch seconds; the label and numeric features -> float;
 categorical features -> bytes; a missing value (None/NaN) -> the feature is absent. A label
 column that is not numeric is written as bytes, so data validation reports the wrong type.
-Rows are split into train/eval by a hash of the entity key, so an entity never sits in both.
+Rows are split by a hash of the entity key into train, valid (the Trainer's early stopping) and
+eval (TFMA's evaluation only), so an entity never sits in two splits.
 """
 
 import dataclasses
@@ -27,7 +28,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from schemas import features
 
-SPLITS = ("train", "eval")
+SPLITS = ("train", "valid", "eval")
 _ROW_ID = "__rqvalue_row_id"
 
 
@@ -48,6 +49,7 @@ class IngestionSpec:
     timestamp_column: str
     label: str
     eval_fraction: float
+    validation_fraction: float = 0.0
 
     @classmethod
     def from_data_config(cls, data) -> "IngestionSpec":
@@ -164,14 +166,19 @@ def _bytes(value: str) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
 
 
-def split_of(entity_key: str, eval_fraction: float) -> str:
-    """Deterministic split of an entity: 'eval' for a hash-chosen `eval_fraction` of keys."""
+def split_of(entity_key: str, eval_fraction: float, validation_fraction: float = 0.0) -> str:
+    """Deterministic split of an entity: 'eval' for a hash-chosen `eval_fraction` of keys, 'valid'
+    for the next `validation_fraction`, 'train' for the rest."""
     bucket = int(hashlib.sha256(entity_key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "eval" if bucket < eval_fraction else "train"
+    if bucket < eval_fraction:
+        return "eval"
+    if bucket < eval_fraction + validation_fraction:
+        return "valid"
+    return "train"
 
 
 def write_examples(frame: pd.DataFrame, spec: IngestionSpec, output_uri: str) -> Dict[str, int]:
-    """Writes Split-train/ and Split-eval/ gzipped TFRecords under output_uri; returns counts per split."""
+    """Writes Split-<split>/ gzipped TFRecords under output_uri for every split; returns counts per split."""
     examples = to_examples(frame, spec)
     keys = frame[list(spec.entity_columns)].astype(object).apply(
         lambda row: "|".join(_entity_text(v) for v in row), axis=1)
@@ -184,7 +191,7 @@ def write_examples(frame: pd.DataFrame, spec: IngestionSpec, output_uri: str) ->
                                               options="GZIP")
     try:
         for example, key in zip(examples, keys):
-            split = split_of(key, spec.eval_fraction)
+            split = split_of(key, spec.eval_fraction, spec.validation_fraction)
             writers[split].write(example.SerializeToString())
             counts[split] += 1
     finally:
@@ -193,7 +200,8 @@ def write_examples(frame: pd.DataFrame, spec: IngestionSpec, output_uri: str) ->
     for split, count in counts.items():
         if count == 0:
             raise IngestionError(f"split {split!r} is empty: {len(frame)} spine rows are too few "
-                                 f"for data.eval_fraction={spec.eval_fraction}")
+                                 f"for data.eval_fraction={spec.eval_fraction} and "
+                                 f"data.validation_fraction={spec.validation_fraction}")
     return counts
 
 

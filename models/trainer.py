@@ -120,14 +120,23 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         model = build_model(config, context)
     train = train.map(lambda x, y: (x, model.training_targets(x, y)))
     evaluation = evaluation.map(lambda x, y: (x, model.training_targets(x, y)))
-    model.fit(
+    # Validate every `validation_every` steps on the valid split; stop when it stops improving and
+    # keep the best weights.
+    every = min(config["validation_every"], fn_args.train_steps)
+    history = model.fit(
         train,
-        steps_per_epoch=fn_args.train_steps,
+        epochs=max(fn_args.train_steps // every, 1),
+        steps_per_epoch=every,
         validation_data=evaluation,
         validation_steps=fn_args.eval_steps,
         callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+                   keras.callbacks.EarlyStopping(monitor="val_loss", patience=config["patience"],
+                                                 restore_best_weights=True),
                    *model.training_callbacks(fn_args.train_steps)],
-        verbose=2)
+        verbose=0).history
+    best = int(np.argmin(history["val_loss"]))
+    print(f"    {config['kind']}: {len(history['val_loss']) * every} steps, best validation loss "
+          f"{history['val_loss'][best]:.4f} after {(best + 1) * every} steps")
     signatures = _serving_signatures(model, tft_output, config)
     tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures)
     model.save_weights(os.path.join(fn_args.model_run_dir, "weights", "model"))

@@ -33,6 +33,7 @@ class DataConfig:
       label: spine column with the target value (non-negative; zero is a valid value).
       schema: curated TFDV schema (schema.pbtxt); empty means infer one with SchemaGen.
       eval_fraction: share of entities held out for evaluation (split by a hash of the entity).
+      validation_fraction: share of entities held out for the Trainer's early stopping.
     """
 
     feast_repo: str
@@ -45,6 +46,7 @@ class DataConfig:
     label: str = "label"
     schema: str = ""
     eval_fraction: float = 0.2
+    validation_fraction: float = 0.1
 
     def __post_init__(self):
         if not self.entity_columns:
@@ -68,6 +70,9 @@ class DataConfig:
             raise ConfigError(f"data.label: {self.label!r} must not also be a feature or an entity column")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ConfigError(f"data.eval_fraction: {self.eval_fraction} must lie strictly between 0 and 1")
+        if not 0.0 < self.validation_fraction < 1.0 - self.eval_fraction:
+            raise ConfigError(f"data.validation_fraction: {self.validation_fraction} must be positive and leave "
+                              f"room for training next to data.eval_fraction={self.eval_fraction}")
 
 
 MODEL_KINDS = ("rqreg", "ziln", "mse", "logmse", "twostage")
@@ -95,6 +100,8 @@ class ModelConfig:
     batch_size: int = 256
     train_steps: int = 2000
     eval_steps: int = 50
+    validation_every: int = 100
+    patience: int = 5
     seed: int = 0
 
     def __post_init__(self):
@@ -106,7 +113,8 @@ class ModelConfig:
             raise ConfigError(f"model.codebook_sizes: {self.codebook_sizes} needs one or more levels of at least 2 codes")
         if self.value_buckets < 2:
             raise ConfigError(f"model.value_buckets: {self.value_buckets} must be at least 2")
-        for field in ("train_steps", "eval_steps", "batch_size", "lstm_units", "embedding_dim"):
+        for field in ("train_steps", "eval_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every",
+                      "patience"):
             if getattr(self, field) < 1:
                 raise ConfigError(f"model.{field}: must be a positive integer")
 

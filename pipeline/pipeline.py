@@ -92,8 +92,8 @@ def create_pipeline(config: RunConfig, fingerprint: str) -> tfx.dsl.Pipeline:
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(num_steps=model.train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=model.eval_steps),
+        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=model.train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=["valid"], num_steps=model.eval_steps),
         custom_config=trainer.trainer_config(data, model))
 
     model_resolver = baseline_resolver(trainer_component.outputs["model"])
@@ -102,6 +102,7 @@ def create_pipeline(config: RunConfig, fingerprint: str) -> tfx.dsl.Pipeline:
         examples=example_gen.outputs["examples"],
         model=trainer_component.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
+        example_splits=["eval"],
         eval_config=eval_config(config))
 
     pusher = tfx.components.Pusher(

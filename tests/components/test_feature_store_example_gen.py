@@ -83,8 +83,9 @@ def test_write_examples_splits_by_entity_deterministically(ltv, tmp_path):
         records = tf.data.TFRecordDataset(path, compression_type="GZIP")
         ids[split] = {tf.train.Example.FromString(r.numpy()).features.feature["customer_id"].bytes_list.value[0]
                       for r in records}
-    assert not ids["train"] & ids["eval"]
-    assert ingest.split_of("42", 0.2) == ingest.split_of("42", 0.2)
+    assert not ids["train"] & ids["eval"] and not ids["valid"] & (ids["train"] | ids["eval"])
+    assert counts["valid"] > 0
+    assert ingest.split_of("42", 0.2, 0.1) == ingest.split_of("42", 0.2, 0.1)
 
 
 def test_missing_spine_column_names_the_column(ltv, tmp_path):

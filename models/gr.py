@@ -1,0 +1,354 @@
+"""GR: generative regression — a value written as a short sequence of descending vocabulary tokens.
+
+Ma et al., "Generative Regression Based Watch Time Prediction for Short-Video Recommendation"
+(arXiv 2412.20211). A label y is scaled to integer units u = round(y · scale) and written greedily
+as a sum of numeric tokens, largest first: u ≈ v_{k1} + v_{k2} + … with v_{k1} >= v_{k2} >= ….
+A Transformer decoder, cross-attending to the encoded features, generates that sequence token by
+token; the prediction is the sum of the generated tokens divided by `scale`.
+
+Vocabulary (dynamic quantile adjustment, the paper's Algorithm 1), from the TRAINING labels only:
+  R ← u; q ← Q_START; repeat: z = floor(quantile_q(R)); stop if z < 1;
+  R ← R - z where R >= z; keep z; q ← max(Q_END, Q_DECAY · q);
+  until max(R / max(u, 1)) <= REMAINDER_TOLERANCE or MAX_NUMERIC_TOKENS tokens are kept.
+The token 1 is always added (completeness: every integer is representable); tokens are unique
+and sorted descending. Vocabulary ids: PAD, START, END, then the numeric tokens, largest first.
+
+Loss = CE(tokens, ignoring PAD) + λ · Huber(y / value_unit, ŷ_soft / value_unit), where ŷ_soft is
+the windowed soft-argmax Σ_t Σ_{|k - argmax_t| <= W} p_t(k) · v_k / scale over the label's
+numeric positions t, and value_unit is the mean positive training label (so the Huber term has the
+same size for dollars and for seconds).
+
+Curriculum learning with embedding mixup (CLEM): in training, a first teacher-forced pass gives
+token distributions p_t; in the second pass, the input at position t+1 is, with probability
+1 - τ(step), the mixture Σ_k p_t(k) · E[k] (gradient stopped through p_t) instead of the
+embedding of the true token; τ(step) = τ_min + (1 - τ_min) · exp(-step / CURRICULUM_STEPS)
+decays from 1 (pure teacher forcing) to τ_min. The loss is taken on the second pass.
+
+Simplifications vs. the paper and its code: the scale is chosen from the training labels
+(`default_label_scale`) instead of a fixed 1000; the vocabulary is bounded and always holds 1;
+label sequences are truncated to `max_tokens` numeric tokens; pre-LN decoder blocks with learned
+positions and no dropout; the mixup draw is per example and position (the code shares one draw
+per position across the batch); greedy decoding only admits non-increasing tokens. The decoder
+gives no calibrated distribution over sums, so the serving `median`, `lower` and `upper` are the
+greedy prediction itself (`base.point_outputs`).
+"""
+
+import math
+from typing import Dict, Mapping, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from models import base
+
+PAD, START, END = 0, 1, 2
+NUM_SPECIAL = 3
+TOKENS_KEY = "tokens"
+VALUE_KEY = "value"
+# Where the train and test steps put the target tokens, so that `call` can teacher-force.
+TEACHER_TOKENS_KEY = "gr_teacher_tokens"
+
+Q_START = 0.9999
+Q_END = 0.9
+Q_DECAY = 0.99
+# Stop adding tokens once every training label's remainder is at most this share of the label.
+REMAINDER_TOLERANCE = 1e-3
+MAX_NUMERIC_TOKENS = 64
+# The default scale is the power of ten that makes the median positive label at least this many units.
+MEDIAN_LABEL_UNITS = 1000.0
+MAX_SEQUENCE_TOKENS = 12
+SOFT_ARGMAX_HALF_WINDOW = 10
+TEACHER_FORCING_FLOOR = 0.5
+CURRICULUM_STEPS = 1000.0
+
+
+def default_label_scale(labels: np.ndarray) -> float:
+    """The power of ten that gives the median positive label at least MEDIAN_LABEL_UNITS units.
+
+    scale = 10^ceil(log10(MEDIAN_LABEL_UNITS / median(y | y > 0))); 1 when no label is positive.
+    E.g. a median purchase of $40 gives scale 100 (cents), a median watch time of 20 s gives 100.
+    """
+    positive = labels[labels > 0]
+    if positive.size == 0:
+        return 1.0
+    return float(10.0 ** math.ceil(math.log10(MEDIAN_LABEL_UNITS / float(np.median(positive)))))
+
+
+def build_vocabulary(units: np.ndarray) -> np.ndarray:
+    """Numeric token values from integer label units by dynamic quantile adjustment (GR, Algorithm 1).
+
+    Args:
+      units: training labels in integer units, [N], non-negative.
+
+    Returns:
+      Unique token values, sorted descending, always ending with 1; at most MAX_NUMERIC_TOKENS + 1.
+    """
+    remainder = np.asarray(units, dtype=np.float64)
+    reference = np.maximum(remainder, 1.0)
+    tokens, q = [], Q_START
+    while remainder.size and len(tokens) < MAX_NUMERIC_TOKENS:
+        z = math.floor(float(np.quantile(remainder, q)))
+        if z < 1:
+            break
+        remainder = np.where(remainder >= z, remainder - z, remainder)
+        tokens.append(float(z))
+        q = max(Q_END, Q_DECAY * q)
+        if np.max(remainder / reference) <= REMAINDER_TOLERANCE:
+            break
+    return np.array(sorted(set(tokens) | {1.0}, reverse=True))
+
+
+def greedy_counts(units: tf.Tensor, token_values: np.ndarray) -> tf.Tensor:
+    """How often each token is taken by the greedy decomposition, largest token first.
+
+    c_k = floor(r_k / v_k), r_{k+1} = r_k - c_k · v_k, r_1 = u.
+
+    Args:
+      units: integer label units, [B], float64.
+      token_values: numeric token values, descending, [K].
+
+    Returns:
+      Counts [B, K], float64.
+    """
+    remainder = units
+    counts = []
+    for value in token_values:
+        count = tf.floor(remainder / value)
+        remainder -= count * value
+        counts.append(count)
+    return tf.stack(counts, axis=1)
+
+
+def encode(units: tf.Tensor, token_values: np.ndarray, max_tokens: int) -> tf.Tensor:
+    """Token ids of the greedy decomposition: numeric tokens (largest first, at most max_tokens), END, PADs.
+
+    Args:
+      units: integer label units, [B], float64 (0 encodes as END alone).
+      token_values: numeric token values, descending, [K].
+      max_tokens: the longest numeric prefix kept; the remainder beyond it is dropped.
+
+    Returns:
+      Token ids [B, max_tokens + 1], int64.
+    """
+    ends = tf.cumsum(greedy_counts(units, token_values), axis=1)
+    length = tf.minimum(ends[:, -1:], float(max_tokens))
+    positions = tf.range(max_tokens + 1, dtype=tf.float64)[None, :]
+    token_index = tf.reduce_sum(tf.cast(ends[:, None, :] <= positions[:, :, None], tf.int64), axis=2)
+    special = tf.where(positions == length, tf.constant(END, tf.int64), tf.constant(PAD, tf.int64))
+    return tf.where(positions < length, NUM_SPECIAL + token_index, special)
+
+
+def decode_units(token_ids: tf.Tensor, id_values: tf.Tensor) -> tf.Tensor:
+    """Sum of the token values before the first END, [B], from ids [B, T] and the value of every id [V]."""
+    token_ids = tf.cast(token_ids, tf.int64)
+    before_end = tf.cumsum(tf.cast(token_ids == END, tf.float32), axis=1, exclusive=True) == 0
+    values = tf.gather(id_values, token_ids)
+    return tf.reduce_sum(tf.where(before_end, values, tf.zeros_like(values)), axis=1)
+
+
+def windowed_soft_argmax(logits: tf.Tensor, id_values: tf.Tensor, half_window: int) -> tf.Tensor:
+    """Per position, Σ_{|k - argmax| <= half_window} p(k) · v_k (not renormalised), [B, T] from logits [B, T, V]."""
+    probabilities = tf.nn.softmax(logits)
+    top = tf.argmax(logits, axis=-1, output_type=tf.int32)[:, :, None]
+    ids = tf.range(tf.shape(logits)[-1])[None, None, :]
+    window = tf.cast(tf.abs(ids - top) <= half_window, probabilities.dtype)
+    return tf.reduce_sum(probabilities * window * id_values, axis=-1)
+
+
+def teacher_forcing_probability(step: tf.Tensor) -> tf.Tensor:
+    """τ(step) = τ_min + (1 - τ_min) · exp(-step / CURRICULUM_STEPS): chance of feeding the true token."""
+    step = tf.cast(step, tf.float32)
+    return TEACHER_FORCING_FLOOR + (1.0 - TEACHER_FORCING_FLOOR) * tf.exp(-step / CURRICULUM_STEPS)
+
+
+def masked_token_crossentropy(target_ids: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Per-example mean cross-entropy over the non-PAD positions, [B]; target_ids [B, T], logits [B, T, V]."""
+    target_ids = tf.cast(target_ids, tf.int32)
+    cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target_ids, logits=logits)
+    mask = tf.cast(target_ids != PAD, cross_entropy.dtype)
+    return tf.reduce_sum(cross_entropy * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+
+class DecoderBlock(keras.layers.Layer):
+    """Pre-LN Transformer decoder block: causal self-attention, cross-attention to a memory, FFN.
+
+    x ← x + SelfAttn(LN(x)); x ← x + CrossAttn(LN(x), memory); x ← x + FFN(LN(x)).
+    Inputs: x [B, T, d_model], memory [B, M, d_model]. Output: [B, T, d_model].
+    """
+
+    def __init__(self, d_model: int, num_heads: int, ffn_units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model, self.num_heads, self.ffn_units = d_model, num_heads, ffn_units
+        key_dim = d_model // num_heads
+        self.self_attention = keras.layers.MultiHeadAttention(num_heads, key_dim, name="self_attention")
+        self.cross_attention = keras.layers.MultiHeadAttention(num_heads, key_dim, name="cross_attention")
+        self.ffn_hidden = keras.layers.Dense(ffn_units, activation="relu", name="ffn_hidden")
+        self.ffn_output = keras.layers.Dense(d_model, name="ffn_output")
+        self.norms = [keras.layers.LayerNormalization(name=f"norm_{i}") for i in range(3)]
+
+    def call(self, x: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
+        h = self.norms[0](x)
+        x = x + self.self_attention(h, h, use_causal_mask=True)
+        x = x + self.cross_attention(self.norms[1](x), memory)
+        return x + self.ffn_output(self.ffn_hidden(self.norms[2](x)))
+
+    def get_config(self):
+        return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,
+                "ffn_units": self.ffn_units}
+
+
+class GRModel(base.ValueModel):
+    """Feature encoder (one memory token) -> Transformer decoder over value tokens (GR, arXiv 2412.20211).
+
+    Args:
+      context: the training context; the vocabulary is built from `context.train_labels` only.
+      embedding_dim, hidden_units: sizes of the shared feature encoder.
+      regression_weight: λ, the weight of the Huber term on the windowed soft-argmax value.
+      label_scale: labels are written in units of 1 / label_scale; None picks `default_label_scale`.
+      d_model, num_heads, num_layers, ffn_units: decoder sizes.
+      max_tokens: longest numeric token sequence; sequences have max_tokens + 1 positions (END).
+      half_window: W of the windowed soft-argmax.
+
+    Outputs of `call`: `tokens` logits [B, T, V] and `value` = ŷ / value_unit [B]; teacher-forced
+    when the inputs hold TEACHER_TOKENS_KEY (as in `fit` and `evaluate`), greedily decoded otherwise.
+    """
+
+    def __init__(self, context: base.TrainContext, embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64),
+                 regression_weight: float = 1.0, label_scale: Optional[float] = None, d_model: int = 64,
+                 num_heads: int = 4, num_layers: int = 2, ffn_units: int = 128,
+                 max_tokens: int = MAX_SEQUENCE_TOKENS, half_window: int = SOFT_ARGMAX_HALF_WINDOW, **kwargs):
+        super().__init__(context, embedding_dim, hidden_units, **kwargs)
+        if label_scale is not None and label_scale <= 0:
+            raise ValueError(f"gr_label_scale: {label_scale} must be positive")
+        labels = np.maximum(np.asarray(context.train_labels, dtype=np.float64), 0.0)
+        self.scale = label_scale or default_label_scale(labels)
+        self.token_values = build_vocabulary(np.round(labels * self.scale))
+        self.id_values = tf.constant(np.concatenate([np.zeros(NUM_SPECIAL), self.token_values]), tf.float32)
+        self.vocab_size = NUM_SPECIAL + len(self.token_values)
+        positive = labels[labels > 0]
+        self.value_unit = float(np.mean(positive)) if positive.size else 1.0
+        self.regression_weight = regression_weight
+        self.max_tokens = max_tokens
+        self.sequence_length = max_tokens + 1
+        self.half_window = half_window
+        self.memory = keras.layers.Dense(d_model, name="memory")
+        self.token_embedding = keras.layers.Embedding(self.vocab_size, d_model, name="token_embedding")
+        self.position_embedding = self.add_weight(name="position_embedding", shape=(self.sequence_length, d_model),
+                                                  initializer=keras.initializers.RandomNormal(stddev=0.02))
+        self.blocks = [DecoderBlock(d_model, num_heads, ffn_units, name=f"decoder_{i}") for i in range(num_layers)]
+        self.final_norm = keras.layers.LayerNormalization(name="final_norm")
+        self.logits = keras.layers.Dense(self.vocab_size, name="logits")
+
+    @classmethod
+    def from_config_and_context(cls, config: Mapping, context: base.TrainContext) -> "GRModel":
+        return cls(context, embedding_dim=config["embedding_dim"], hidden_units=config["hidden_units"],
+                   regression_weight=config["regression_weight"], label_scale=config.get("gr_label_scale"))
+
+    def loss_config(self):
+        """Token cross-entropy (PAD ignored) + regression_weight · Huber on the soft-argmax value."""
+        return ({TOKENS_KEY: masked_token_crossentropy, VALUE_KEY: keras.losses.Huber(delta=1.0)},
+                {TOKENS_KEY: 1.0, VALUE_KEY: self.regression_weight})
+
+    def encode_labels(self, labels: tf.Tensor) -> tf.Tensor:
+        """Token ids [B, T] of labels in label units [B]."""
+        units = tf.round(tf.maximum(tf.cast(labels, tf.float64), 0.0) * self.scale)
+        return encode(units, self.token_values, self.max_tokens)
+
+    def decode_labels(self, token_ids: tf.Tensor) -> tf.Tensor:
+        """Label units [B] of token ids [B, T]: the sum of the token values before END, / scale."""
+        return decode_units(token_ids, self.id_values) / self.scale
+
+    def training_targets(self, inputs: Mapping[str, tf.Tensor], target: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """The label's token ids and the label in value units."""
+        labels = self.label_units(target)
+        return {TOKENS_KEY: self.encode_labels(labels), VALUE_KEY: labels / self.value_unit}
+
+    def train_step(self, data):
+        return super().train_step(self._with_teacher_tokens(data))
+
+    def test_step(self, data):
+        return super().test_step(self._with_teacher_tokens(data))
+
+    @staticmethod
+    def _with_teacher_tokens(data):
+        """(x, y, w) -> (x + {TEACHER_TOKENS_KEY: y[TOKENS_KEY]}, y, w), so `call` can teacher-force."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        return keras.utils.pack_x_y_sample_weight({**x, TEACHER_TOKENS_KEY: y[TOKENS_KEY]}, y, sample_weight)
+
+    def _memory(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Encoded features as one memory token, [B, 1, d_model]."""
+        return self.memory(self.encoder(inputs))[:, None, :]
+
+    def _decode(self, embedded: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
+        """Logits [B, t, V] from input embeddings [B, t, d_model] (positions added here)."""
+        x = embedded + self.position_embedding[None, :tf.shape(embedded)[1]]
+        for block in self.blocks:
+            x = block(x, memory)
+        return self.logits(self.final_norm(x))
+
+    def _input_ids(self, target_ids: tf.Tensor) -> tf.Tensor:
+        """Teacher-forcing inputs: START, then the targets shifted right by one, [B, T]."""
+        start = tf.fill([tf.shape(target_ids)[0], 1], tf.constant(START, target_ids.dtype))
+        return tf.concat([start, target_ids[:, :-1]], axis=1)
+
+    def _mixup_inputs(self, embedded: tf.Tensor, first_logits: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        """CLEM inputs: past position 0, each true-token embedding becomes, with probability 1 - τ(step),
+        the mixture softmax(first-pass logits of the previous position) · E."""
+        probabilities = tf.stop_gradient(tf.nn.softmax(first_logits[:, :-1]))
+        mixture = tf.linalg.matmul(probabilities, self.token_embedding.embeddings)
+        keep = tf.random.uniform(tf.shape(mixture)[:2])[:, :, None] < teacher_forcing_probability(step)
+        return tf.concat([embedded[:, :1], tf.where(keep, embedded[:, 1:], mixture)], axis=1)
+
+    def _teacher_forced(self, target_ids: tf.Tensor, memory: tf.Tensor, training) -> tf.Tensor:
+        """Logits [B, T, V]: one teacher-forced pass, and in training a second CLEM pass on its outputs."""
+        embedded = self.token_embedding(self._input_ids(tf.cast(target_ids, tf.int64)))
+        logits = self._decode(embedded, memory)
+        if training and self.optimizer is not None:
+            logits = self._decode(self._mixup_inputs(embedded, logits, self.optimizer.iterations), memory)
+        return logits
+
+    def _allowed(self, previous: tf.Tensor, last: bool) -> tf.Tensor:
+        """Ids the greedy decoder may emit after `previous` [B], as a mask [B, V]: END, and unless at the
+        last position the numeric tokens no larger than the previous numeric token (any after START)."""
+        ids = tf.range(self.vocab_size, dtype=tf.int64)[None, :]
+        is_end = tf.logical_and(ids == END, tf.ones_like(previous, tf.bool)[:, None])
+        if last:
+            return is_end
+        return tf.logical_or(is_end, ids >= tf.maximum(previous, NUM_SPECIAL)[:, None])
+
+    def greedy_decode(self, inputs: Mapping[str, tf.Tensor]):
+        """Greedy decoding up to END or the last position: (token ids [B, T] with PAD after END, logits [B, T, V])."""
+        memory = self._memory(inputs)
+        batch = tf.shape(memory)[0]
+        ids = [tf.fill([batch], tf.constant(START, tf.int64))]
+        finished = tf.zeros([batch], tf.bool)
+        step_logits = []
+        for position in range(self.sequence_length):
+            logits = self._decode(self.token_embedding(tf.stack(ids, axis=1)), memory)[:, -1]
+            allowed = self._allowed(ids[-1], last=position == self.sequence_length - 1)
+            chosen = tf.argmax(tf.where(allowed, logits, tf.float32.min), axis=1)
+            chosen = tf.where(finished, tf.constant(PAD, tf.int64), chosen)
+            finished = tf.logical_or(finished, chosen == END)
+            ids.append(chosen)
+            step_logits.append(logits)
+        return tf.stack(ids[1:], axis=1), tf.stack(step_logits, axis=1)
+
+    # Only static Python control flow below: skipping AutoGraph conversion saves seconds of tracing.
+    @tf.autograph.experimental.do_not_convert
+    def call(self, inputs: Mapping[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
+        if TEACHER_TOKENS_KEY not in inputs:
+            token_ids, logits = self.greedy_decode(inputs)
+            return {TOKENS_KEY: logits, VALUE_KEY: self.decode_labels(token_ids) / self.value_unit}
+        target_ids = inputs[TEACHER_TOKENS_KEY]
+        logits = self._teacher_forced(target_ids, self._memory(inputs), training)
+        per_position = windowed_soft_argmax(logits, self.id_values, self.half_window)
+        numeric = tf.cast(target_ids >= NUM_SPECIAL, per_position.dtype)
+        value = tf.reduce_sum(per_position * numeric, axis=1) / self.scale
+        return {TOKENS_KEY: logits, VALUE_KEY: value / self.value_unit}
+
+    def serving_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """The greedy sequence's value in label units as prediction, median, lower and upper [B];
+        the greedy token ids [B, T] as `tokens`."""
+        token_ids, _ = self.greedy_decode(inputs)
+        return {**base.point_outputs(self.decode_labels(token_ids)), TOKENS_KEY: token_ids}
