@@ -1,4 +1,9 @@
-"""The `rqvalue` command line: `rqvalue run` runs the pipeline on an embedded data set or one's own."""
+"""The `rqvalue` command line.
+
+  rqvalue run      run the pipeline on an embedded data set or one's own (--config)
+  rqvalue inspect  what each run produced, from ML Metadata (runs, artifacts, metrics, codebook, ...)
+  rqvalue report   one self-contained HTML report of a run's evaluation, with plots
+"""
 
 import argparse
 import logging
@@ -41,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", choices=config_lib.MODEL_KINDS, help="override model.kind (default: rqreg)")
     run.add_argument("--train-steps", type=int, help="override model.train_steps")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
+
+    from pipeline import inspect_run, report
+    inspect_run.add_parser(commands)
+    report.add_parser(commands)
     return parser
 
 
@@ -87,6 +96,8 @@ def _run(args) -> int:
     print(results.format_metrics(result.metrics))
     print(f"\nblessed: {'yes' if result.blessed else 'no'}")
     print(f"pushed model: {result.pushed_model or 'none (not blessed)'}")
+    if result.serving_model and result.serving_model != result.pushed_model:
+        print(f"serving model (unchanged): {result.serving_model}")
     return 0
 
 
@@ -96,6 +107,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "inspect":
+            from pipeline import inspect_run
+            return inspect_run.main(args)
+        if args.command == "report":
+            from pipeline import report
+            return report.main(args)
     except config_lib.ConfigError as e:
         print(f"rqvalue: configuration error: {e}", file=sys.stderr)
         return 2

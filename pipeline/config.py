@@ -121,11 +121,29 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class GateConfig:
-    """Absolute thresholds a candidate must clear to be blessed (overall slice)."""
+    """The model gate (see pipeline/evaluation.py).
+
+    Attributes:
+      min_normalized_gini, min_spearman, max_mae: absolute thresholds on the overall slice.
+      gini_tolerance: largest allowed drop of normalized Gini against the baseline (absolute).
+      mae_tolerance: largest allowed rise of MAE against the baseline (relative, 0.05 = 5%); off
+        (None) by default, because on zero-inflated labels the MAE of the mean rewards predicting
+        near zero: a model that ranks and calibrates better can lose on it.
+      top_buckets: how many of the highest value buckets are compared with the baseline too.
+    """
 
     min_normalized_gini: float = 0.0
     min_spearman: float = 0.0
     max_mae: Optional[float] = None
+    gini_tolerance: float = 0.02
+    mae_tolerance: Optional[float] = None
+    top_buckets: int = 1
+
+    def __post_init__(self):
+        if self.gini_tolerance < 0 or (self.mae_tolerance is not None and self.mae_tolerance < 0):
+            raise ConfigError("gate.gini_tolerance and gate.mae_tolerance must not be negative")
+        if self.top_buckets < 0:
+            raise ConfigError(f"gate.top_buckets: {self.top_buckets} must not be negative")
 
 
 @dataclasses.dataclass(frozen=True)

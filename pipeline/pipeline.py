@@ -4,7 +4,6 @@ FeatureStoreExampleGen -> StatisticsGen -> ImportSchemaGen|SchemaGen -> ExampleV
 ValidationGate -> Transform -> Trainer -> (latest blessed other model) -> Evaluator -> Pusher.
 """
 
-import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components.baseline_resolver import baseline_resolver
@@ -12,50 +11,10 @@ from components.feature_store_example_gen import FeatureStoreExampleGen, Ingesti
 from components.validation_gate import ValidationGate
 from models import preprocessing, trainer
 from pipeline.config import RunConfig
-from schemas import features
+from pipeline.evaluation import eval_config
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
-METRICS_MODULE = "models.tfma_metrics"
-
-
-def _metric(class_name: str, module: str = "", lower=None, upper=None) -> tfma.MetricConfig:
-    config = tfma.MetricConfig(class_name=class_name, module=module)
-    if lower is not None or upper is not None:
-        bounds = {}
-        if lower is not None:
-            bounds["lower_bound"] = {"value": lower}
-        if upper is not None:
-            bounds["upper_bound"] = {"value": upper}
-        # Absolute thresholds gate the overall slice; value buckets are reported, not gated.
-        config.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
-            slicing_specs=[tfma.SlicingSpec()],
-            threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(**bounds))))
-    return config
-
-
-def eval_config(config: RunConfig) -> tfma.EvalConfig:
-    """TFMA config: overall and per value bucket; the gate's thresholds apply to the overall slice."""
-    gate = config.gate
-    metrics = [
-        _metric("ExampleCount"),
-        _metric("MeanLabel"),
-        _metric("MeanPrediction"),
-        _metric("MeanAbsoluteError", upper=gate.max_mae),
-        _metric("MeanSquaredError"),
-        _metric("NormalizedGini", METRICS_MODULE, lower=gate.min_normalized_gini),
-        _metric("Spearman", METRICS_MODULE, lower=gate.min_spearman),
-        _metric("XAUC", METRICS_MODULE),
-    ]
-    return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(
-            signature_name="serving_default",
-            label_key=config.data.label,
-            prediction_key="prediction",
-            preprocessing_function_names=["transform_features"],
-            model_type="tf_generic")],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.VALUE_BUCKET_KEY])],
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
 
 
 def create_pipeline(config: RunConfig, fingerprint: str) -> tfx.dsl.Pipeline:

@@ -20,8 +20,9 @@ class RunResult:
 
     metrics: Dict[str, Dict[str, float]]  # slice name -> metric name -> value (candidate model)
     blessed: Optional[bool]
-    pushed_model: Optional[str]
+    pushed_model: Optional[str]  # what the latest Pusher pushed (None when it pushed nothing)
     evaluation_uri: Optional[str]
+    serving_model: Optional[str] = None  # the newest model ever pushed: what serving has now
 
 
 def _store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -69,16 +70,23 @@ def latest_result(metadata_path: str) -> RunResult:
     evaluation = _latest(store, "ModelEvaluation")
     blessing = _latest(store, "ModelBlessing")
     pushed = _latest(store, "PushedModel")
+    pushes = [a for a in store.get_artifacts_by_type("PushedModel") if _was_pushed(a)]
     metrics = load_metrics(evaluation.uri) if evaluation else {}
     blessed = None
     if blessing is not None and "blessed" in blessing.custom_properties:
         blessed = bool(blessing.custom_properties["blessed"].int_value)
-    pushed_model = None
-    if pushed is not None and pushed.custom_properties.get("pushed") and \
-            pushed.custom_properties["pushed"].int_value == 1:
-        pushed_model = pushed.custom_properties["pushed_destination"].string_value
+    pushed_model = _destination(pushed) if pushed is not None and _was_pushed(pushed) else None
+    serving_model = _destination(max(pushes, key=lambda a: a.id)) if pushes else None
     return RunResult(metrics=metrics, blessed=blessed, pushed_model=pushed_model,
-                     evaluation_uri=evaluation.uri if evaluation else None)
+                     evaluation_uri=evaluation.uri if evaluation else None, serving_model=serving_model)
+
+
+def _was_pushed(artifact) -> bool:
+    return "pushed" in artifact.custom_properties and artifact.custom_properties["pushed"].int_value == 1
+
+
+def _destination(artifact) -> str:
+    return artifact.custom_properties["pushed_destination"].string_value
 
 
 _COLUMNS = [("example_count", "n", "{:.0f}"), ("mean_label", "mean label", "{:.3f}"),
