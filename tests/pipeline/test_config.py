@@ -60,3 +60,9 @@ def test_replace_changes_nested_fields_only():
     changed = config.replace(cfg, model={"train_steps": 7}, output_dir="/tmp/x")
     assert changed.model.train_steps == 7 and changed.output_dir == "/tmp/x"
     assert changed.model.codebook_sizes == cfg.model.codebook_sizes
+
+
+def test_the_own_data_template_is_a_valid_config():
+    import os
+    cfg = config.load(os.path.join(os.path.dirname(config.__file__), "configs", "own_data.yaml"))
+    assert cfg.model.kind == "rqreg" and cfg.gate.gini_tolerance == 0.02
