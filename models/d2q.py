@@ -86,7 +86,7 @@ def training_durations(context: base.TrainContext, duration_feature: str) -> np.
     """The transformed duration feature of the training sample, [N]; ValueError if the run lacks it."""
     if duration_feature not in context.numeric_keys:
         raise ValueError(f"duration_feature: {duration_feature!r} is not a numeric feature of this run "
-                         f"(numeric features: {list(context.numeric_keys)})")
+                         f"(numeric features: {list(context.numeric_keys)}); set model.duration_feature")
     key = features.transformed_name(duration_feature)
     if key not in context.train_features:
         raise ValueError(f"duration_feature: {duration_feature!r} has no training sample ({key!r} is missing)")
@@ -98,7 +98,8 @@ class D2QModel(base.ValueModel):
 
     Args:
       context: the training context; groups and quantile grids come from its training sample.
-      duration_feature: raw name of the numeric duration feature.
+      duration_feature: raw name of the numeric duration feature (the Trainer config's `duration_feature`;
+        empty or absent there means DEFAULT_DURATION_FEATURE).
       num_groups: number of equal-frequency duration groups.
       embedding_dim, hidden_units: sizes of the shared encoder; the group embedding has embedding_dim
         and the head one hidden layer of hidden_units[-1].
@@ -124,7 +125,7 @@ class D2QModel(base.ValueModel):
 
     @classmethod
     def from_config_and_context(cls, config: Mapping, context: base.TrainContext) -> "D2QModel":
-        return cls(context, duration_feature=config.get("duration_feature", DEFAULT_DURATION_FEATURE),
+        return cls(context, duration_feature=config.get("duration_feature") or DEFAULT_DURATION_FEATURE,
                    num_groups=config.get("duration_groups", DEFAULT_DURATION_GROUPS),
                    embedding_dim=config["embedding_dim"], hidden_units=config["hidden_units"])
 

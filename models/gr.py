@@ -4,7 +4,7 @@ Ma et al., "Generative Regression Based Watch Time Prediction for Short-Video Re
 (arXiv 2412.20211). A label y is scaled to integer units u = round(y · scale) and written greedily
 as a sum of numeric tokens, largest first: u ≈ v_{k1} + v_{k2} + … with v_{k1} >= v_{k2} >= ….
 A Transformer decoder, cross-attending to the encoded features, generates that sequence token by
-token; the prediction is the sum of the generated tokens divided by `scale`.
+token; a sequence's value is the sum of its tokens divided by `scale`.
 
 Vocabulary (dynamic quantile adjustment, the paper's Algorithm 1), from the TRAINING labels only:
   R ← u; q ← Q_START; repeat: z = floor(quantile_q(R)); stop if z < 1;
@@ -20,17 +20,25 @@ same size for dollars and for seconds).
 
 Curriculum learning with embedding mixup (CLEM): in training, a first teacher-forced pass gives
 token distributions p_t; in the second pass, the input at position t+1 is, with probability
-1 - τ(step), the mixture Σ_k p_t(k) · E[k] (gradient stopped through p_t) instead of the
-embedding of the true token; τ(step) = τ_min + (1 - τ_min) · exp(-step / CURRICULUM_STEPS)
-decays from 1 (pure teacher forcing) to τ_min. The loss is taken on the second pass.
+r(step), the mixture Σ_k p_t(k) · E[k] (gradient stopped through p_t) instead of the embedding of
+the true token. The teacher-forcing probability 1 - r decays from 1 as
+r(step) = r_max · (1 - exp(-step / (CURRICULUM_FRACTION · total_steps))), set before every batch
+by `CurriculumSchedule` (the kind's training callback). The loss is taken on the second pass.
+
+Serving decodes greedily, at most max_tokens + 1 steps: END when P(END | prefix) >= 1/2, else the
+most probable numeric token no larger than the previous one. The prediction is, as in the GR
+code's evaluation, the windowed soft-argmax summed over the numeric steps of that path, / scale;
+`tokens` holds the path (the plain sum of its token values is the hard decode).
 
 Simplifications vs. the paper and its code: the scale is chosen from the training labels
 (`default_label_scale`) instead of a fixed 1000; the vocabulary is bounded and always holds 1;
 label sequences are truncated to `max_tokens` numeric tokens; pre-LN decoder blocks with learned
 positions and no dropout; the mixup draw is per example and position (the code shares one draw
-per position across the batch); greedy decoding only admits non-increasing tokens. The decoder
-gives no calibrated distribution over sums, so the serving `median`, `lower` and `upper` are the
-greedy prediction itself (`base.point_outputs`).
+per position across the batch); greedy decoding only admits non-increasing tokens and weighs END
+against all numeric tokens together (a plain argmax pits END against each numeric token alone and,
+when the first token's probability is spread over many tokens, stops at once: 77% zero predictions
+on a synthetic watch-time set). The decoder gives no calibrated distribution over sums, so the
+served `median`, `lower` and `upper` are the prediction itself (`base.point_outputs`).
 """
 
 import math
@@ -59,8 +67,13 @@ MAX_NUMERIC_TOKENS = 64
 MEDIAN_LABEL_UNITS = 1000.0
 MAX_SEQUENCE_TOKENS = 12
 SOFT_ARGMAX_HALF_WINDOW = 10
-TEACHER_FORCING_FLOOR = 0.5
-CURRICULUM_STEPS = 1000.0
+# Greedy decoding stops when P(END | prefix) reaches this.
+STOP_PROBABILITY = 0.5
+# Final probability of feeding the mixture instead of the true token. The GR code starts at 0.5 and
+# rises towards 1; capping at 0.5 keeps half of the inputs teacher-forced.
+MIXUP_PROBABILITY = 0.5
+# The mixup rate reaches 1 - 1/e of its maximum after this share of the training steps.
+CURRICULUM_FRACTION = 0.25
 
 
 def default_label_scale(labels: np.ndarray) -> float:
@@ -148,7 +161,13 @@ def decode_units(token_ids: tf.Tensor, id_values: tf.Tensor) -> tf.Tensor:
 
 
 def windowed_soft_argmax(logits: tf.Tensor, id_values: tf.Tensor, half_window: int) -> tf.Tensor:
-    """Per position, Σ_{|k - argmax| <= half_window} p(k) · v_k (not renormalised), [B, T] from logits [B, T, V]."""
+    """Per position, Σ_{|k - argmax| <= half_window} p(k) · v_k (not renormalised), [B, T].
+
+    Args:
+      logits: [B, T, V].
+      id_values: value of every id, [V] (0 for PAD, START and END).
+      half_window: W, in vocabulary ids.
+    """
     probabilities = tf.nn.softmax(logits)
     top = tf.argmax(logits, axis=-1, output_type=tf.int32)[:, :, None]
     ids = tf.range(tf.shape(logits)[-1])[None, None, :]
@@ -156,10 +175,24 @@ def windowed_soft_argmax(logits: tf.Tensor, id_values: tf.Tensor, half_window: i
     return tf.reduce_sum(probabilities * window * id_values, axis=-1)
 
 
-def teacher_forcing_probability(step: tf.Tensor) -> tf.Tensor:
-    """τ(step) = τ_min + (1 - τ_min) · exp(-step / CURRICULUM_STEPS): chance of feeding the true token."""
-    step = tf.cast(step, tf.float32)
-    return TEACHER_FORCING_FLOOR + (1.0 - TEACHER_FORCING_FLOOR) * tf.exp(-step / CURRICULUM_STEPS)
+def mixup_rate(step: int, total_steps: int, maximum: float) -> float:
+    """r(step) = maximum · (1 - exp(-step / (CURRICULUM_FRACTION · total_steps))): chance of feeding the mixture."""
+    return maximum * (1.0 - math.exp(-step / (CURRICULUM_FRACTION * max(total_steps, 1))))
+
+
+class CurriculumSchedule(keras.callbacks.Callback):
+    """Sets the CLEM mixup rate before every training batch to `mixup_rate(batches so far, ...)`."""
+
+    def __init__(self, rate: tf.Variable, maximum: float, total_steps: int):
+        super().__init__()
+        self._rate = rate
+        self._maximum = maximum
+        self._total = total_steps
+        self._step = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._rate.assign(mixup_rate(self._step, self._total, self._maximum))
+        self._step += 1
 
 
 def masked_token_crossentropy(target_ids: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -205,6 +238,7 @@ class GRModel(base.ValueModel):
       context: the training context; the vocabulary is built from `context.train_labels` only.
       embedding_dim, hidden_units: sizes of the shared feature encoder.
       regression_weight: λ, the weight of the Huber term on the windowed soft-argmax value.
+      mixup_probability: r_max of the CLEM curriculum; 0 trains with teacher forcing only.
       label_scale: labels are written in units of 1 / label_scale; None picks `default_label_scale`.
       d_model, num_heads, num_layers, ffn_units: decoder sizes.
       max_tokens: longest numeric token sequence; sequences have max_tokens + 1 positions (END).
@@ -215,7 +249,8 @@ class GRModel(base.ValueModel):
     """
 
     def __init__(self, context: base.TrainContext, embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64),
-                 regression_weight: float = 1.0, label_scale: Optional[float] = None, d_model: int = 64,
+                 regression_weight: float = 1.0, mixup_probability: float = MIXUP_PROBABILITY,
+                 label_scale: Optional[float] = None, d_model: int = 64,
                  num_heads: int = 4, num_layers: int = 2, ffn_units: int = 128,
                  max_tokens: int = MAX_SEQUENCE_TOKENS, half_window: int = SOFT_ARGMAX_HALF_WINDOW, **kwargs):
         super().__init__(context, embedding_dim, hidden_units, **kwargs)
@@ -229,6 +264,9 @@ class GRModel(base.ValueModel):
         positive = labels[labels > 0]
         self.value_unit = float(np.mean(positive)) if positive.size else 1.0
         self.regression_weight = regression_weight
+        self.mixup_probability = mixup_probability
+        # Probability of feeding the first pass's token mixture instead of the true token (CLEM).
+        self.mixup_rate = tf.Variable(0.0, trainable=False, name="mixup_rate")
         self.max_tokens = max_tokens
         self.sequence_length = max_tokens + 1
         self.half_window = half_window
@@ -243,7 +281,15 @@ class GRModel(base.ValueModel):
     @classmethod
     def from_config_and_context(cls, config: Mapping, context: base.TrainContext) -> "GRModel":
         return cls(context, embedding_dim=config["embedding_dim"], hidden_units=config["hidden_units"],
-                   regression_weight=config["regression_weight"], label_scale=config.get("gr_label_scale"))
+                   regression_weight=config["regression_weight"],
+                   mixup_probability=config.get("gr_mixup_probability", MIXUP_PROBABILITY),
+                   label_scale=config.get("gr_label_scale"))
+
+    def training_callbacks(self, total_steps: int):
+        """The CLEM curriculum: the mixup rate rises from 0 towards mixup_probability."""
+        if self.mixup_probability <= 0:
+            return []
+        return [CurriculumSchedule(self.mixup_rate, self.mixup_probability, total_steps)]
 
     def loss_config(self):
         """Token cross-entropy (PAD ignored) + regression_weight · Huber on the soft-argmax value."""
@@ -292,54 +338,71 @@ class GRModel(base.ValueModel):
         start = tf.fill([tf.shape(target_ids)[0], 1], tf.constant(START, target_ids.dtype))
         return tf.concat([start, target_ids[:, :-1]], axis=1)
 
-    def _mixup_inputs(self, embedded: tf.Tensor, first_logits: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
-        """CLEM inputs: past position 0, each true-token embedding becomes, with probability 1 - τ(step),
-        the mixture softmax(first-pass logits of the previous position) · E."""
+    def _mixup_inputs(self, embedded: tf.Tensor, first_logits: tf.Tensor) -> tf.Tensor:
+        """CLEM inputs: past position 0, each true-token embedding becomes, with probability mixup_rate
+        (per example and position), the mixture softmax(first-pass logits of the previous position) · E."""
         probabilities = tf.stop_gradient(tf.nn.softmax(first_logits[:, :-1]))
         mixture = tf.linalg.matmul(probabilities, self.token_embedding.embeddings)
-        keep = tf.random.uniform(tf.shape(mixture)[:2])[:, :, None] < teacher_forcing_probability(step)
-        return tf.concat([embedded[:, :1], tf.where(keep, embedded[:, 1:], mixture)], axis=1)
+        use_mixture = tf.random.uniform(tf.shape(mixture)[:2])[:, :, None] < self.mixup_rate
+        return tf.concat([embedded[:, :1], tf.where(use_mixture, mixture, embedded[:, 1:])], axis=1)
 
     def _teacher_forced(self, target_ids: tf.Tensor, memory: tf.Tensor, training) -> tf.Tensor:
         """Logits [B, T, V]: one teacher-forced pass, and in training a second CLEM pass on its outputs."""
         embedded = self.token_embedding(self._input_ids(tf.cast(target_ids, tf.int64)))
         logits = self._decode(embedded, memory)
-        if training and self.optimizer is not None:
-            logits = self._decode(self._mixup_inputs(embedded, logits, self.optimizer.iterations), memory)
+        if training and self.mixup_probability > 0:
+            logits = self._decode(self._mixup_inputs(embedded, logits), memory)
         return logits
 
     def _allowed(self, previous: tf.Tensor, last: bool) -> tf.Tensor:
         """Ids the greedy decoder may emit after `previous` [B], as a mask [B, V]: END, and unless at the
         last position the numeric tokens no larger than the previous numeric token (any after START)."""
         ids = tf.range(self.vocab_size, dtype=tf.int64)[None, :]
-        is_end = tf.logical_and(ids == END, tf.ones_like(previous, tf.bool)[:, None])
+        is_end = tf.broadcast_to(ids == END, [tf.shape(previous)[0], self.vocab_size])
         if last:
             return is_end
         return tf.logical_or(is_end, ids >= tf.maximum(previous, NUM_SPECIAL)[:, None])
 
+    def next_token(self, logits: tf.Tensor, previous: tf.Tensor, last: bool) -> tf.Tensor:
+        """The next token [B]: END when its probability among the allowed ids reaches STOP_PROBABILITY
+        (stopping is likelier than going on) or at the last position, else the likeliest allowed numeric token."""
+        allowed = self._allowed(previous, last)
+        probabilities = tf.nn.softmax(tf.where(allowed, logits, tf.float32.min))
+        numeric = tf.logical_and(allowed, tf.range(self.vocab_size)[None, :] != END)
+        best_numeric = tf.argmax(tf.where(numeric, logits, tf.float32.min), axis=1)
+        stop = probabilities[:, END] >= STOP_PROBABILITY
+        return tf.where(stop, tf.constant(END, tf.int64), best_numeric)
+
     def greedy_decode(self, inputs: Mapping[str, tf.Tensor]):
-        """Greedy decoding up to END or the last position: (token ids [B, T] with PAD after END, logits [B, T, V])."""
+        """Greedy decoding up to END or the last position.
+
+        Returns:
+          token ids [B, T] (PAD after END), logits [B, T, V], and the prediction [B] in label units:
+          the windowed soft-argmax summed over the numeric positions, / scale (as the GR code evaluates).
+        """
         memory = self._memory(inputs)
         batch = tf.shape(memory)[0]
         ids = [tf.fill([batch], tf.constant(START, tf.int64))]
         finished = tf.zeros([batch], tf.bool)
-        step_logits = []
+        step_logits, soft_values = [], []
         for position in range(self.sequence_length):
             logits = self._decode(self.token_embedding(tf.stack(ids, axis=1)), memory)[:, -1]
-            allowed = self._allowed(ids[-1], last=position == self.sequence_length - 1)
-            chosen = tf.argmax(tf.where(allowed, logits, tf.float32.min), axis=1)
+            chosen = self.next_token(logits, ids[-1], last=position == self.sequence_length - 1)
             chosen = tf.where(finished, tf.constant(PAD, tf.int64), chosen)
             finished = tf.logical_or(finished, chosen == END)
+            soft = windowed_soft_argmax(logits[:, None], self.id_values, self.half_window)[:, 0]
+            soft_values.append(tf.where(finished, tf.zeros_like(soft), soft))
             ids.append(chosen)
             step_logits.append(logits)
-        return tf.stack(ids[1:], axis=1), tf.stack(step_logits, axis=1)
+        prediction = tf.add_n(soft_values) / self.scale
+        return tf.stack(ids[1:], axis=1), tf.stack(step_logits, axis=1), prediction
 
     # Only static Python control flow below: skipping AutoGraph conversion saves seconds of tracing.
     @tf.autograph.experimental.do_not_convert
     def call(self, inputs: Mapping[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
         if TEACHER_TOKENS_KEY not in inputs:
-            token_ids, logits = self.greedy_decode(inputs)
-            return {TOKENS_KEY: logits, VALUE_KEY: self.decode_labels(token_ids) / self.value_unit}
+            _, logits, prediction = self.greedy_decode(inputs)
+            return {TOKENS_KEY: logits, VALUE_KEY: prediction / self.value_unit}
         target_ids = inputs[TEACHER_TOKENS_KEY]
         logits = self._teacher_forced(target_ids, self._memory(inputs), training)
         per_position = windowed_soft_argmax(logits, self.id_values, self.half_window)
@@ -348,7 +411,7 @@ class GRModel(base.ValueModel):
         return {TOKENS_KEY: logits, VALUE_KEY: value / self.value_unit}
 
     def serving_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        """The greedy sequence's value in label units as prediction, median, lower and upper [B];
+        """The greedy path's soft-argmax value in label units as prediction, median, lower and upper [B];
         the greedy token ids [B, T] as `tokens`."""
-        token_ids, _ = self.greedy_decode(inputs)
-        return {**base.point_outputs(self.decode_labels(token_ids)), TOKENS_KEY: token_ids}
+        token_ids, _, prediction = self.greedy_decode(inputs)
+        return {**base.point_outputs(prediction), TOKENS_KEY: token_ids}

@@ -2,7 +2,7 @@
 
 from typing import Callable, Dict, Mapping
 
-from models import base, baselines
+from models import base, baselines, d2q, gr
 from models import model as rq_model
 
 Builder = Callable[[Mapping, base.TrainContext], base.ValueModel]
@@ -13,6 +13,8 @@ BUILDERS: Dict[str, Builder] = {
     "mse": baselines.MSEModel.from_config_and_context,
     "logmse": baselines.LogMSEModel.from_config_and_context,
     "twostage": baselines.TwoStageModel.from_config_and_context,
+    "gr": gr.GRModel.from_config_and_context,
+    "d2q": d2q.D2QModel.from_config_and_context,
 }
 KINDS = tuple(BUILDERS)
 

@@ -75,7 +75,7 @@ class DataConfig:
                               f"room for training next to data.eval_fraction={self.eval_fraction}")
 
 
-MODEL_KINDS = ("rqreg", "ziln", "mse", "logmse", "twostage")
+MODEL_KINDS = ("rqreg", "ziln", "mse", "logmse", "twostage", "gr", "d2q")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +96,9 @@ class ModelConfig:
     rnc_temperature: float = 2.0
     sampling_probability: float = 0.25
     duration_feature: str = ""
+    duration_groups: int = 10
+    gr_label_scale: Optional[float] = None
+    gr_mixup_probability: float = 0.5
     learning_rate: float = 3e-3
     batch_size: int = 256
     train_steps: int = 2000

@@ -66,3 +66,8 @@ def test_the_own_data_template_is_a_valid_config():
     import os
     cfg = config.load(os.path.join(os.path.dirname(config.__file__), "configs", "own_data.yaml"))
     assert cfg.model.kind == "rqreg" and cfg.gate.gini_tolerance == 0.02
+
+
+def test_every_configurable_model_kind_has_a_builder():
+    from models import registry
+    assert set(config.MODEL_KINDS) == set(registry.KINDS)

@@ -1,0 +1,163 @@
+"""GR: the vocabulary comes from training labels only, tokens round-trip, and the model honours the contract."""
+
+import numpy as np
+import pytest
+import scipy.stats
+import tensorflow as tf
+import tf_keras as keras
+
+from models import base, gr
+from schemas import features
+
+SMALL = dict(embedding_dim=4, hidden_units=(16,), d_model=32, num_heads=2, num_layers=1, ffn_units=64)
+
+
+def _heavy_tailed(n, seed):
+    """Zero-inflated lognormal labels: 40% zeros, the rest LogNormal(3, 1.5)."""
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(n) < 0.4, 0.0, rng.lognormal(3.0, 1.5, n)).astype(np.float32)
+
+
+def _data(n=512, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n).astype(np.float32)
+    cat = rng.integers(0, 3, size=n)
+    y = np.where(x + 0.5 * cat > 0.5, np.exp(2.0 + x + cat), 0.0).astype(np.float32)
+    inputs = {features.transformed_name("x"): tf.constant(x), features.transformed_name("c"): tf.constant(cat)}
+    return inputs, np.log1p(y).astype(np.float32), y
+
+
+def _context(labels):
+    return base.TrainContext(numeric_keys=("x",), vocab_sizes={"c": 4}, label_transform="log1p", train_labels=labels)
+
+
+def _extreme(value):
+    return {features.transformed_name("x"): tf.fill([4], value),
+            features.transformed_name("c"): tf.zeros([4], tf.int64)}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small GR model fitted for 10 epochs (CLEM curriculum on) on `_data`: (model, loss history, inputs, labels)."""
+    keras.utils.set_random_seed(0)
+    inputs, target, labels = _data()
+    model = gr.GRModel(_context(labels), **SMALL)
+    loss, weights = model.loss_config()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, loss_weights=weights)
+    targets = model.training_targets(inputs, tf.constant(target))
+    history = model.fit(inputs, targets, batch_size=64, epochs=10, verbose=0,
+                        callbacks=model.training_callbacks(10 * 8)).history["loss"]
+    return model, history, inputs, labels
+
+
+def test_a_value_only_in_the_test_labels_does_not_shape_the_vocabulary():
+    train = _heavy_tailed(2000, seed=0)
+    test = np.append(_heavy_tailed(500, seed=1), 50.0 * train.max())
+    model = gr.GRModel(_context(train), **SMALL)
+    from_train = gr.build_vocabulary(np.round(train * model.scale))
+    leaky = gr.build_vocabulary(np.round(np.concatenate([train, test]) * model.scale))
+    np.testing.assert_array_equal(model.token_values, from_train)
+    assert not np.array_equal(model.token_values, leaky)
+    assert model.token_values[0] <= np.round(train.max() * model.scale)
+
+
+def test_tokens_are_unique_descending_bounded_and_end_with_one():
+    tokens = gr.build_vocabulary(np.round(_heavy_tailed(5000, seed=2) * 100))
+    assert np.all(np.diff(tokens) < 0)
+    assert tokens[-1] == 1.0 and np.all(tokens == np.round(tokens))
+    assert len(tokens) <= gr.MAX_NUMERIC_TOKENS + 1
+
+
+def test_default_scale_gives_the_median_positive_label_at_least_1000_units():
+    assert gr.default_label_scale(np.array([0.0, 30.0, 45.0, 9000.0])) == 100.0
+    assert gr.default_label_scale(np.array([0.0, 0.8, 2.0])) == 1000.0
+    assert gr.default_label_scale(np.zeros(3)) == 1.0
+
+
+def test_greedy_encoding_round_trips_unseen_heavy_tailed_labels():
+    model = gr.GRModel(_context(_heavy_tailed(5000, seed=3)), **SMALL)
+    labels = _heavy_tailed(2000, seed=4)
+    token_ids = model.encode_labels(tf.constant(labels))
+    decoded = model.decode_labels(token_ids).numpy()
+    positive = labels > 0
+    relative = np.abs(decoded - labels)[positive] / labels[positive]
+    rounding = 0.5 / model.scale / labels[positive]
+    assert np.all(relative <= 0.02 + rounding)
+    assert np.median(relative) < 1e-3
+    for row in token_ids.numpy():
+        assert np.all(np.diff(row[row >= gr.NUM_SPECIAL]) >= 0)  # ids ascending: token values non-increasing
+        assert np.sum(row == gr.END) == 1
+
+
+def test_zero_labels_encode_as_end_alone_and_decode_to_zero():
+    model = gr.GRModel(_context(_heavy_tailed(500, seed=5)), **SMALL)
+    token_ids = model.encode_labels(tf.zeros([3])).numpy()
+    np.testing.assert_array_equal(token_ids[:, 0], gr.END)
+    np.testing.assert_array_equal(token_ids[:, 1:], gr.PAD)
+    np.testing.assert_array_equal(model.decode_labels(token_ids).numpy(), 0.0)
+
+
+def test_labels_beyond_max_tokens_are_truncated():
+    model = gr.GRModel(_context(_heavy_tailed(500, seed=6)), max_tokens=4, **SMALL)
+    top = model.token_values[0] / model.scale
+    token_ids = model.encode_labels(tf.constant([100.0 * top])).numpy()
+    np.testing.assert_array_equal(token_ids[0], [gr.NUM_SPECIAL] * 4 + [gr.END])
+    assert model.decode_labels(token_ids).numpy()[0] == pytest.approx(4 * top, rel=1e-5)
+
+
+def test_the_curriculum_raises_the_mixup_rate_from_zero_towards_its_maximum():
+    model = gr.GRModel(_context(_heavy_tailed(500, seed=8)), mixup_probability=0.4, **SMALL)
+    (schedule,) = model.training_callbacks(total_steps=100)
+    rates = []
+    for batch in range(100):
+        schedule.on_train_batch_begin(batch)
+        rates.append(float(model.mixup_rate.numpy()))
+    assert rates[0] == 0.0 and np.all(np.diff(rates) > 0)
+    assert 0.95 * 0.4 < rates[-1] < 0.4
+    teacher_forced_only = gr.GRModel(_context(_heavy_tailed(500, seed=8)), mixup_probability=0.0, **SMALL)
+    assert teacher_forced_only.training_callbacks(100) == []
+
+
+def test_loss_falls_on_a_small_synthetic_set(trained):
+    _, history, _, _ = trained
+    assert history[-1] < 0.8 * history[0]
+
+
+def test_serving_outputs_have_the_contract_keys_and_shapes_and_rank_the_labels(trained):
+    model, _, inputs, labels = trained
+    outputs = model.predict_outputs(inputs)
+    for key in base.SERVING_KEYS:
+        assert outputs[key].shape == (len(labels),)
+    assert outputs[gr.TOKENS_KEY].shape == (len(labels), model.sequence_length)
+    np.testing.assert_array_equal(outputs["median"].numpy(), outputs["prediction"].numpy())
+    assert scipy.stats.spearmanr(outputs["prediction"].numpy(), labels).correlation > 0.5
+
+
+@pytest.mark.parametrize("value", [1e4, -1e4])
+def test_predictions_stay_bounded_far_outside_the_training_range(trained, value):
+    model, _, _, _ = trained
+    raw = model.serving_outputs(_extreme(value))["prediction"].numpy()
+    assert np.all(np.isfinite(raw))
+    assert np.all(raw <= model.max_tokens * model.token_values[0] / model.scale + 1e-3)
+    capped = model.predict_outputs(_extreme(value))["prediction"].numpy()
+    assert np.all(capped <= model.prediction_cap)
+
+
+def test_a_non_positive_label_scale_is_rejected():
+    with pytest.raises(ValueError, match="gr_label_scale"):
+        gr.GRModel(_context(_heavy_tailed(100, seed=7)), label_scale=0.0, **SMALL)
+
+
+def test_greedy_decoding_weighs_end_against_all_numeric_tokens_together():
+    model = gr.GRModel(_context(_heavy_tailed(2000, seed=9)), **SMALL)
+    spread = np.full(model.vocab_size - gr.NUM_SPECIAL, 0.7 / (model.vocab_size - gr.NUM_SPECIAL))
+    probabilities = np.concatenate([[1e-6, 1e-6, 0.3], spread])
+    probabilities[gr.NUM_SPECIAL + 4] += 0.05  # the likeliest numeric token, still below P(END)
+    probabilities[gr.NUM_SPECIAL + 8] += 0.02
+    logits = tf.constant(np.log(probabilities)[None, :], tf.float32)
+    start = tf.constant([gr.START], tf.int64)
+    assert model.next_token(logits, start, last=False).numpy()[0] == gr.NUM_SPECIAL + 4
+    assert model.next_token(logits, start, last=True).numpy()[0] == gr.END
+    # Only tokens no larger than the previous one are admitted.
+    after = tf.constant([gr.NUM_SPECIAL + 6], tf.int64)
+    assert model.next_token(logits, after, last=False).numpy()[0] == gr.NUM_SPECIAL + 8
