@@ -3,6 +3,7 @@
   rqvalue run      run the pipeline on an embedded data set or one's own (--config)
   rqvalue inspect  what each run produced, from ML Metadata (runs, artifacts, metrics, codebook, ...)
   rqvalue report   one self-contained HTML report of a run's evaluation, with plots
+  rqvalue schedule retrain on a schedule: a cron entry under flock (or a Vertex AI schedule spec)
 """
 
 import argparse
@@ -46,16 +47,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", choices=config_lib.MODEL_KINDS, help="override model.kind (default: rqreg)")
     run.add_argument("--train-steps", type=int, help="override model.train_steps")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
+    from pipeline import runners
+    runners.add_runner_arguments(run)
 
-    from pipeline import inspect_run, report
+    from pipeline import inspect_run, report, schedule
     inspect_run.add_parser(commands)
     report.add_parser(commands)
+    schedule.add_parser(commands)
     return parser
 
 
 def _config(args) -> config_lib.RunConfig:
-    from pipeline import datasets
+    from pipeline import datasets, runners
 
+    # Runner options, when given, replace the config's beam_args; checked before any data is prepared.
+    beam_args = runners.beam_args_from(args) if runners.runner_argv(args) else None
     output_dir = os.path.abspath(args.output_dir)
     if args.config:
         cfg = config_lib.load(args.config)
@@ -71,6 +77,11 @@ def _config(args) -> config_lib.RunConfig:
         cfg = config_lib.replace(cfg, model={"train_steps": args.train_steps})
     if args.no_cache:
         cfg = config_lib.replace(cfg, enable_cache=False)
+    if beam_args is not None:
+        cfg = config_lib.replace(cfg, beam_args=beam_args)
+    if args.pipeline_root:
+        cfg = config_lib.replace(cfg, pipeline_root_uri=args.pipeline_root)
+    runners.check_pipeline_root(cfg.beam_args, cfg.pipeline_root)
     return cfg
 
 
@@ -113,6 +124,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "report":
             from pipeline import report
             return report.main(args)
+        if args.command == "schedule":
+            from pipeline import schedule
+            return schedule.main(args)
     except config_lib.ConfigError as e:
         print(f"rqvalue: configuration error: {e}", file=sys.stderr)
         return 2

@@ -160,10 +160,11 @@ class RunConfig:
     output_dir: str = "runs"
     beam_args: Tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     enable_cache: bool = True
+    pipeline_root_uri: str = ""  # e.g. gs://bucket/rqvalue for Dataflow; empty: <output_dir>/pipeline_root
 
     @property
     def pipeline_root(self) -> str:
-        return os.path.join(self.output_dir, "pipeline_root")
+        return self.pipeline_root_uri or os.path.join(self.output_dir, "pipeline_root")
 
     @property
     def metadata_path(self) -> str:

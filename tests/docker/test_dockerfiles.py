@@ -1,0 +1,147 @@
+"""The container images, linted without Docker: base tags follow requirements.lock, sources exist."""
+
+import os
+import re
+import shlex
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PIPELINE = os.path.join(ROOT, "docker", "Dockerfile")
+SERVING = os.path.join(ROOT, "docker", "serving.Dockerfile")
+
+
+def instructions(path):
+    """(KEYWORD, argument text) per instruction: comments dropped, continuation lines joined."""
+    result, pending = [], ""
+    with open(path) as f:
+        for raw in f:
+            line = raw.rstrip("\n")
+            if not pending and (not line.strip() or line.lstrip().startswith("#")):
+                continue
+            if pending and line.lstrip().startswith("#"):
+                continue  # a comment inside a continued instruction
+            if line.endswith("\\"):
+                pending += line[:-1] + " "
+                continue
+            text = (pending + line).strip()
+            pending = ""
+            keyword, _, rest = text.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    assert not pending, f"{path}: the last instruction ends with a line continuation"
+    return result
+
+
+def header(path):
+    """The comment block at the top of a Dockerfile."""
+    lines = []
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            lines.append(line)
+    return "".join(lines)
+
+
+def pins():
+    """name -> version from requirements.lock."""
+    found = {}
+    with open(os.path.join(ROOT, "requirements.lock")) as f:
+        for line in f:
+            match = re.match(r"^([A-Za-z0-9_.-]+)(\[[^]]*\])?==([^\s;]+)", line)
+            if match:
+                found[match.group(1).lower()] = match.group(3)
+    return found
+
+
+def only(keyword, path):
+    found = [rest for kw, rest in instructions(path) if kw == keyword]
+    assert len(found) == 1, f"{path}: expected one {keyword}, found {found}"
+    return found[0]
+
+
+def copy_sources(rest):
+    """The sources of a COPY (all words but the last, flags dropped); None for COPY --from=stage."""
+    words = shlex.split(rest)
+    if any(w.startswith("--from") for w in words):
+        return None
+    words = [w for w in words if not w.startswith("--")]
+    return words[:-1]
+
+
+def env(path):
+    """ENV key=value pairs of a Dockerfile."""
+    values = {}
+    for keyword, rest in instructions(path):
+        if keyword == "ENV":
+            for word in shlex.split(rest):
+                key, _, value = word.partition("=")
+                values[key] = value
+    return values
+
+
+@pytest.mark.parametrize("path", [PIPELINE, SERVING])
+def test_build_and_run_commands_are_documented_on_top(path):
+    top = header(path)
+    assert f"docker build -f docker/{os.path.basename(path)}" in top
+    assert "docker run" in top
+
+
+@pytest.mark.parametrize("path", [PIPELINE, SERVING])
+def test_instructions_parse(path):
+    known = {"FROM", "ARG", "ENV", "WORKDIR", "COPY", "RUN", "LABEL", "EXPOSE", "ENTRYPOINT", "CMD", "USER"}
+    parsed = instructions(path)
+    assert parsed and parsed[0][0] in ("FROM", "ARG")
+    assert {keyword for keyword, _ in parsed} <= known
+
+
+def test_pipeline_image_is_the_locked_tfx_release():
+    assert only("FROM", PIPELINE) == f"tensorflow/tfx:{pins()['tfx']}"
+
+
+def test_pipeline_image_installs_the_lock_then_the_project():
+    runs = [rest for keyword, rest in instructions(PIPELINE) if keyword == "RUN"]
+    lock = [i for i, r in enumerate(runs) if re.search(r"pip install\b.*-r requirements\.lock", r)]
+    project = [i for i, r in enumerate(runs) if re.search(r"pip install\b.*--no-deps \.(\s|$)", r)]
+    assert lock and project and lock[0] < project[0]
+    copied = {src for keyword, rest in instructions(PIPELINE) if keyword == "COPY"
+              for src in copy_sources(rest) or ()}
+    # What `pip install .` needs: the build description and every package pyproject.toml includes.
+    assert {"pyproject.toml", "README.md", "requirements.lock"} <= copied
+    assert {"pipeline/", "components/", "models/", "schemas/"} <= copied
+
+
+def test_pipeline_image_sets_the_environment_every_process_needs():
+    values = env(PIPELINE)
+    assert values["TF_USE_LEGACY_KERAS"] == "1"
+    assert values["RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT"] == "1"
+    # Dataflow starts the Beam SDK harness, the entrypoint of the base image: never override it.
+    assert not [kw for kw, _ in instructions(PIPELINE) if kw in ("ENTRYPOINT", "CMD")]
+
+
+def test_serving_image_matches_the_locked_tensorflow():
+    image, _, tag = only("FROM", SERVING).partition(":")
+    assert image == "tensorflow/serving"
+    tensorflow = pins()["tensorflow"]
+    assert tag.split(".")[:2] == tensorflow.split(".")[:2], f"TF Serving {tag} vs tensorflow {tensorflow}"
+    assert tag == pins()["tensorflow-serving-api"]
+
+
+def test_serving_image_serves_the_pushed_model_as_rqvalue():
+    assert env(SERVING)["MODEL_NAME"] == "rqvalue"
+    sources = copy_sources(only("COPY", SERVING))
+    assert sources == ["${MODEL_DIR}/"]
+    assert shlex.split(only("COPY", SERVING))[-1].rstrip("/") == "/models/rqvalue"
+    assert only("ARG", SERVING).startswith("MODEL_DIR=")
+
+
+@pytest.mark.parametrize("path", [PIPELINE, SERVING])
+def test_every_copy_source_exists(path):
+    for keyword, rest in instructions(path):
+        if keyword != "COPY":
+            continue
+        for source in copy_sources(rest) or ():
+            if "${MODEL_DIR}" in source:
+                continue  # the serving image's build context is a pushed serving/ folder (see its header)
+            assert os.path.exists(os.path.join(ROOT, source)), f"{path}: COPY source {source!r} is missing"
+

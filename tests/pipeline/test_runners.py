@@ -1,0 +1,259 @@
+"""Beam runner arguments: complete per runner, errors that name the flag, and a Dataflow compile."""
+
+import argparse
+import sys
+
+import pytest
+
+from pipeline import runners
+
+IMAGE = "europe-docker.pkg.dev/my-project/rqvalue/rqvalue-pipeline:0.1.0"
+DATAFLOW = dict(project="my-project", region="europe-west1", temp_location="gs://my-bucket/tmp")
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    runners.add_runner_arguments(parser)
+    return parser.parse_args(argv)
+
+
+# -- direct ----------------------------------------------------------------------------------------------
+
+def test_direct_default_is_in_memory_with_one_worker():
+    assert runners.beam_args() == ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    assert runners.beam_args("direct") == runners.DIRECT_IN_MEMORY
+
+
+@pytest.mark.parametrize("workers", [0, 1, 8])
+def test_direct_workers_use_the_multi_processing_runner(workers):
+    assert runners.beam_args("direct", direct_workers=workers) == (
+        "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}")
+
+
+@pytest.mark.parametrize("workers", [-1, 1.5, True])
+def test_direct_workers_must_be_a_count(workers):
+    with pytest.raises(runners.RunnerError, match="--direct-workers"):
+        runners.beam_args("direct", direct_workers=workers)
+
+
+def test_dataflow_options_are_refused_for_the_direct_runner():
+    with pytest.raises(runners.RunnerError, match=r"--temp-location \(--temp_location\): applies only to --runner dataflow"):
+        runners.beam_args("direct", temp_location="gs://b/tmp")
+    with pytest.raises(runners.RunnerError, match="--direct-workers"):
+        runners.beam_args("dataflow", direct_workers=2, sdk_container_image=IMAGE, **DATAFLOW)
+
+
+def test_unknown_runner_is_refused():
+    with pytest.raises(runners.RunnerError, match="--runner: 'flink'"):
+        runners.beam_args("flink")
+
+
+# -- dataflow --------------------------------------------------------------------------------------------
+
+def test_dataflow_with_the_pipeline_image():
+    assert runners.beam_args("dataflow", sdk_container_image=IMAGE, **DATAFLOW) == (
+        "--runner=DataflowRunner",
+        "--project=my-project",
+        "--region=europe-west1",
+        "--temp_location=gs://my-bucket/tmp",
+        "--experiments=use_runner_v2",
+        f"--sdk_container_image={IMAGE}",
+        "--machine_type=e2-standard-4",
+        "--disk_size_gb=50",
+    )
+
+
+def test_dataflow_with_a_wheel_or_setup_file_uses_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dist").mkdir()
+    (tmp_path / "dist" / "rqvalue-0.1.0-py3-none-any.whl").write_bytes(b"")
+    (tmp_path / "setup.py").write_text("import setuptools\nsetuptools.setup()\n")
+    args = runners.beam_args("dataflow", extra_package="dist/rqvalue-0.1.0-py3-none-any.whl", **DATAFLOW)
+    assert f"--extra_package={tmp_path}/dist/rqvalue-0.1.0-py3-none-any.whl" in args
+    assert not any(a.startswith("--sdk_container_image") for a in args)
+    args = runners.beam_args("dataflow", setup_file="setup.py", **DATAFLOW)
+    assert f"--setup_file={tmp_path}/setup.py" in args
+    assert not any("save_main_session" in a for a in args)
+
+
+def test_extra_args_come_last_so_they_override():
+    args = runners.beam_args("dataflow", sdk_container_image=IMAGE, extra_args=["--machine_type=n2-highmem-8"],
+                             **DATAFLOW)
+    assert args[-1] == "--machine_type=n2-highmem-8"
+    assert runners.beam_args(extra_args=["--x=1"])[-1] == "--x=1"
+    with pytest.raises(runners.RunnerError, match="--beam-arg"):
+        runners.beam_args(extra_args=["machine_type=x"])
+
+
+@pytest.mark.parametrize("missing, flag", [
+    ("project", "--project"),
+    ("region", "--region"),
+    ("temp_location", r"--temp-location \(--temp_location\)"),
+])
+def test_dataflow_names_a_missing_flag(missing, flag):
+    options = {**DATAFLOW, missing: None}
+    with pytest.raises(runners.RunnerError, match=f"{flag}: required for --runner dataflow"):
+        runners.beam_args("dataflow", sdk_container_image=IMAGE, **options)
+
+
+@pytest.mark.parametrize("option, value, flag", [
+    ("temp_location", "/tmp/local", "--temp-location"),
+    ("temp_location", "s3://bucket/tmp", "--temp-location"),
+    ("temp_location", "gs://", "--temp-location"),
+    ("project", "My Project", "--project"),
+    ("region", "europe", "--region"),
+    ("sdk_container_image", "has space:1", "--sdk-container-image"),
+])
+def test_dataflow_names_a_malformed_flag(option, value, flag):
+    options = {**DATAFLOW, "sdk_container_image": IMAGE, option: value}
+    with pytest.raises(runners.RunnerError, match=f"{flag}.*{value!r}".replace("(", r"\(")):
+        runners.beam_args("dataflow", **options)
+
+
+def test_dataflow_needs_exactly_one_way_to_ship_the_project(tmp_path):
+    with pytest.raises(runners.RunnerError, match="--sdk-container-image.*exactly one.*got none"):
+        runners.beam_args("dataflow", **DATAFLOW)
+    wheel = tmp_path / "rqvalue-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    with pytest.raises(runners.RunnerError, match="exactly one"):
+        runners.beam_args("dataflow", sdk_container_image=IMAGE, extra_package=str(wheel), **DATAFLOW)
+    with pytest.raises(runners.RunnerError, match="--extra-package.*does not exist"):
+        runners.beam_args("dataflow", extra_package=str(tmp_path / "missing.whl"), **DATAFLOW)
+    with pytest.raises(runners.RunnerError, match="--setup-file.*named setup.py"):
+        runners.beam_args("dataflow", setup_file=str(wheel), **DATAFLOW)
+
+
+# -- argparse --------------------------------------------------------------------------------------------
+
+def test_parser_defaults_give_the_direct_runner():
+    assert runners.beam_args_from(_parse([])) == runners.DIRECT_IN_MEMORY
+    assert runners.runner_argv(_parse([])) == ()
+
+
+def test_parser_round_trip_for_dataflow():
+    argv = ["--runner", "dataflow", "--project", "my-project", "--region", "europe-west1",
+            "--temp-location", "gs://my-bucket/tmp", "--sdk-container-image", IMAGE,
+            "--machine-type", "n2-standard-8", "--pipeline-root", "gs://my-bucket/root",
+            "--beam-arg=--max_num_workers=10"]
+    args = _parse(argv)
+    expected = runners.beam_args("dataflow", sdk_container_image=IMAGE, machine_type="n2-standard-8",
+                                 extra_args=["--max_num_workers=10"], **DATAFLOW)
+    assert runners.beam_args_from(args) == expected
+    assert args.pipeline_root == "gs://my-bucket/root"
+    assert "--pipeline-root" not in runners.runner_argv(args)  # a RunConfig setting, not a Beam argument
+    assert runners.beam_args_from(_parse(list(runners.runner_argv(args)))) == expected
+
+
+def test_dataflow_needs_a_gcs_pipeline_root():
+    args = runners.beam_args("dataflow", sdk_container_image=IMAGE, **DATAFLOW)
+    assert runners.check_pipeline_root(args, "gs://my-bucket/rqvalue/pipeline_root") == \
+        "gs://my-bucket/rqvalue/pipeline_root"
+    with pytest.raises(runners.RunnerError, match="--pipeline-root: '/home/me/runs/pipeline_root'"):
+        runners.check_pipeline_root(args, "/home/me/runs/pipeline_root")
+    assert runners.check_pipeline_root(runners.beam_args(), "runs/pipeline_root") == "runs/pipeline_root"
+
+
+def test_parser_errors_name_the_flag():
+    with pytest.raises(runners.RunnerError, match="--temp-location"):
+        runners.beam_args_from(_parse(["--runner", "dataflow", "--project", "my-project", "--region", "us-central1",
+                                       "--temp-location", "bucket/tmp", "--sdk-container-image", IMAGE]))
+
+
+# -- the pipeline, compiled for Dataflow -----------------------------------------------------------------
+
+BEAM_COMPONENTS = {"StatisticsGen", "Transform", "Evaluator"}
+
+
+@pytest.fixture(scope="module")
+def dataflow_ir(tmp_path_factory):
+    """The pipeline compiled to TFX IR with the Dataflow args: (beam args, node id -> executable spec)."""
+    from tfx.dsl.compiler import compiler
+    from tfx.proto.orchestration import executable_spec_pb2, pipeline_pb2
+
+    from pipeline import config as config_lib
+    from pipeline import datasets
+    from pipeline.pipeline import create_pipeline
+
+    root = tmp_path_factory.mktemp("dataflow_compile")
+    data = datasets.prepare("synthetic_ltv", str(root / "data"), rows=300)
+    args = runners.beam_args("dataflow", sdk_container_image=IMAGE, **DATAFLOW)
+    cfg = config_lib.RunConfig(data=data, output_dir=str(root / "out"), beam_args=args)
+    ir = compiler.Compiler().compile(create_pipeline(cfg, fingerprint="x"))
+    deployment = pipeline_pb2.IntermediateDeploymentConfig()
+    assert ir.deployment_config.Unpack(deployment)
+    specs = {}
+    for node_id, packed in deployment.executor_specs.items():
+        for kind in (executable_spec_pb2.BeamExecutableSpec, executable_spec_pb2.PythonClassExecutableSpec):
+            spec = kind()
+            if packed.Unpack(spec):
+                specs[node_id] = spec
+    return args, specs
+
+
+def test_every_beam_component_carries_the_dataflow_args(dataflow_ir):
+    args, specs = dataflow_ir
+    beam = {node for node, spec in specs.items() if hasattr(spec, "beam_pipeline_args")}
+    # ExampleValidator 1.16 compares statistics with the schema in-process (a plain executor); the
+    # ingestion, the gate, Trainer and Pusher are Python executors too.
+    assert beam == BEAM_COMPONENTS
+    for node in sorted(beam):
+        assert tuple(specs[node].beam_pipeline_args) == args, node
+    assert {"FeatureStoreExampleGen", "ExampleValidator", "Trainer", "Pusher"} <= set(specs) - beam
+
+
+def test_statistics_gen_translates_to_a_dataflow_job_without_submitting(dataflow_ir, tmp_path, monkeypatch):
+    """Runs StatisticsGen's executor with the compiled args plus Beam's --dry_run=True (no cloud account)."""
+    import tensorflow as tf
+    from apache_beam.internal.gcp import auth
+    from apache_beam.options import pipeline_options
+    from apache_beam.runners.dataflow import dataflow_runner
+    from tfx.components.statistics_gen import executor
+    from tfx.types import artifact_utils, standard_artifacts
+
+    # No credentials and no network: skip the credential lookup and the bucket's soft-delete check.
+    monkeypatch.setattr(auth._Credentials, "_get_service_credentials", staticmethod(lambda options: None))
+    monkeypatch.setattr(pipeline_options.GoogleCloudOptions, "_warn_if_soft_delete_policy_enabled",
+                        lambda self, name: None)
+    submitted = []
+    run_pipeline = dataflow_runner.DataflowRunner.run_pipeline
+
+    def record(self, *args, **kwargs):
+        result = run_pipeline(self, *args, **kwargs)
+        submitted.append((self, result))
+        return result
+
+    monkeypatch.setattr(dataflow_runner.DataflowRunner, "run_pipeline", record)
+
+    (tmp_path / "examples" / "Split-train").mkdir(parents=True)
+    with tf.io.TFRecordWriter(str(tmp_path / "examples" / "Split-train" / "data.gz"), options="GZIP") as writer:
+        example = tf.train.Example()
+        example.features.feature["x"].float_list.value.append(1.0)
+        writer.write(example.SerializeToString())
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    examples.split_names = artifact_utils.encode_split_names(["train"])
+    statistics = standard_artifacts.ExampleStatistics()
+    statistics.uri = str(tmp_path / "statistics")
+
+    args, specs = dataflow_ir
+    beam_args = list(specs["StatisticsGen"].beam_pipeline_args) + ["--dry_run=True"]
+    context = executor.Executor.Context(beam_pipeline_args=beam_args, tmp_dir=str(tmp_path / "tmp"), unique_id="1")
+    executor.Executor(context).Do({"examples": [examples]}, {"statistics": [statistics]}, {})
+
+    assert len(submitted) == 1
+    runner, result = submitted[0]
+    assert result.state == "DONE"
+    images = {env.payload for env in runner.proto_pipeline.components.environments.values()}
+    assert any(IMAGE.encode() in payload for payload in images)
+    options = runner.job.options
+    assert "use_runner_v2" in options.view_as(pipeline_options.DebugOptions).experiments
+    assert options.view_as(pipeline_options.WorkerOptions).machine_type == "e2-standard-4"
+    assert options.view_as(pipeline_options.GoogleCloudOptions).temp_location.startswith("gs://my-bucket/tmp/")
+
+
+# -- Vertex ----------------------------------------------------------------------------------------------
+
+def test_compile_vertex_without_kfp_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "kfp", None)  # importing kfp now fails, installed or not
+    with pytest.raises(RuntimeError, match='kfp.*pip install "kfp==2.5.0" "urllib3<2"'):
+        runners.compile_vertex(cfg=None, output_path=str(tmp_path / "pipeline.json"), image=IMAGE)
