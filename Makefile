@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export TF_USE_LEGACY_KERAS := 1
 export FEAST_USAGE := False
 
-.PHONY: run test env clean
+.PHONY: run test bench env clean
 
 $(BIN)/rqvalue: requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || (echo "Python 3.10 is required (TFX 1.16 supports Python < 3.11); set PYTHON=/path/to/python3.10" && exit 1)
@@ -25,6 +25,10 @@ run: env
 
 test: env
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Every model on every embedded data set, 3 seeds: writes benchmarks/RESULTS.md and results.json.
+bench: env
+	$(BIN)/rqvalue bench $(ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

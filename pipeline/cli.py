@@ -4,6 +4,7 @@
   rqvalue inspect  what each run produced, from ML Metadata (runs, artifacts, metrics, codebook, ...)
   rqvalue report   one self-contained HTML report of a run's evaluation, with plots
   rqvalue schedule retrain on a schedule: a cron entry under flock (or a Vertex AI schedule spec)
+  rqvalue bench    every model on every embedded data set, several seeds -> benchmarks/RESULTS.md
 """
 
 import argparse
@@ -50,10 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     from pipeline import runners
     runners.add_runner_arguments(run)
 
-    from pipeline import inspect_run, report, schedule
+    from pipeline import bench, inspect_run, report, schedule
     inspect_run.add_parser(commands)
     report.add_parser(commands)
     schedule.add_parser(commands)
+    bench.add_parser(commands)
     return parser
 
 
@@ -127,6 +129,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "schedule":
             from pipeline import schedule
             return schedule.main(args)
+        if args.command == "bench":
+            from pipeline import bench
+            return bench.main(args)
     except config_lib.ConfigError as e:
         print(f"rqvalue: configuration error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,90 @@
+"""`rqvalue bench` at --tiny size: RESULTS.md and results.json with every row, metric and the targets."""
+
+import argparse
+import json
+import math
+
+import pytest
+
+from pipeline import bench
+
+pytestmark = pytest.mark.e2e
+
+MODELS = ["rqreg", "ziln"]
+
+
+def _args(argv):
+    parser = argparse.ArgumentParser()
+    bench.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["bench", *argv])
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    args = _args(["--tiny", "--datasets", "synthetic_ltv", "--models", *MODELS, "--seeds", "1",
+                  "--out", str(root / "out"), "--work-dir", str(root / "work")])
+    assert args.func(args) == 0
+    results = json.loads((root / "out" / "results.json").read_text())
+    return results, (root / "out" / "RESULTS.md").read_text()
+
+
+def test_parser_defaults():
+    args = _args([])
+    assert args.datasets == list(bench.DATASETS)
+    assert args.seeds == 3 and args.scale == 1.0 and args.out == "benchmarks" and not args.tiny
+
+
+def test_json_has_every_row_with_finite_metrics(tiny_bench):
+    results, _ = tiny_bench
+    dataset = results["results"]["synthetic_ltv"]
+    assert set(dataset["rows"]) == set(MODELS)
+    for row in dataset["rows"].values():
+        assert len(row["runs"]) == 1
+        run = row["runs"][0]
+        for key in bench.METRICS:
+            assert math.isfinite(run[key]), (row["label"], key, run[key])
+            assert math.isfinite(row["aggregate"][key]["mean"])
+        assert run["serving_vs_predict_max_abs_diff"] < 1e-3 * max(1.0, run["prediction_cap"])
+        assert 0.0 <= run["coverage_80"] <= 1.0
+        assert run["ood_max_prediction"] <= run["prediction_cap"] + 1e-3
+    assert dataset["counts"]["train"] > 0 and dataset["counts"]["validation"] > 0 and dataset["counts"]["eval"] > 0
+    assert dataset["targets"]["metrics"] == ["normalized_gini", "spearman", "mae"]
+    assert {c["baseline"] for c in dataset["targets"]["comparisons"]} == {"ziln"}
+
+
+def test_markdown_has_the_table_and_the_targets(tiny_bench):
+    _, markdown = tiny_bench
+    assert "## synthetic_ltv" in markdown
+    for title, _ in bench.METRICS.values():
+        assert title in markdown
+    assert "| rqreg |" in markdown and "| ziln |" in markdown
+    assert "## Targets" in markdown
+    assert "synthetic_ltv: MET" in markdown or "synthetic_ltv: NOT MET" in markdown
+
+
+def test_aggregate_and_target_rule():
+    runs = [{"mae": 1.0, "spearman": 0.5}, {"mae": 3.0, "spearman": 0.7}]
+    agg = bench.aggregate(runs)
+    assert agg["mae"]["mean"] == 2.0 and agg["mae"]["n"] == 2
+    assert math.isclose(agg["mae"]["std"], math.sqrt(2.0))
+
+    def row(gini, spearman, mae, std=0.01):
+        return {"aggregate": {"normalized_gini": {"mean": gini, "std": std},
+                              "spearman": {"mean": spearman, "std": std},
+                              "mae": {"mean": mae, "std": std}}}
+
+    rows = {"rqreg": row(0.5, 0.4, 10.0), "ziln": row(0.4, 0.3, 11.0), "rqreg_no_rnc": row(0.9, 0.9, 1.0)}
+    assert bench.target_checks("cdnow", rows)["met"] is True  # ablations are not baselines
+    rows["mse"] = row(0.495, 0.3, 11.0)  # within the spread on Gini
+    check = bench.target_checks("cdnow", rows)
+    assert check["met"] is False
+    assert [c["baseline"] for c in check["comparisons"] if not c["met"]] == ["mse"]
+
+
+def test_scale_multiplies_sizes_and_step_budgets():
+    half = bench.budget_for(0.5)
+    assert half.rows["cdnow"] == bench.DEFAULT_BUDGET.rows["cdnow"] // 2
+    assert half.max_steps == bench.DEFAULT_BUDGET.max_steps // 2
+    assert bench.budget_for(10.0).rows["cdnow"] is None  # more than CDNOW has: all customers
+    assert bench.budget_for(1.0, tiny=True) == bench.TINY_BUDGET
