@@ -31,6 +31,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import results
+
 METADATA_FILE = "metadata.sqlite"
 PIPELINE_ROOT = "pipeline_root"
 DEFAULT_OUTPUT_DIR = "runs"
@@ -376,7 +378,6 @@ def _properties_text(properties: Dict[str, Any]) -> str:
 
 
 def _metrics_view(store: _Store, run_ref: Optional[str]) -> tuple:
-    from pipeline import results  # TFMA: slow to import, only here
 
     run = store.run(run_ref)
     evaluation = store.artifact(run, "ModelEvaluation", "evaluation", "metrics", "Evaluator")
@@ -385,7 +386,7 @@ def _metrics_view(store: _Store, run_ref: Optional[str]) -> tuple:
     candidate = results.load_metrics(evaluation["path"], model_name="candidate")
     base = results.load_metrics(evaluation["path"], model_name="baseline") if baseline else {}
     slices = [{"slice": name, "candidate": candidate[name], "baseline": base.get(name)}
-              for name in sorted(candidate, key=_slice_order)]
+              for name in sorted(candidate, key=results.slice_order)]
     pushed = next((a["properties"] for a in store.artifacts(run) if a["type"] == "PushedModel"), {})
     data = {
         "run": _run_header(run),
@@ -400,20 +401,14 @@ def _metrics_view(store: _Store, run_ref: Optional[str]) -> tuple:
     return data, _metrics_sections(run, data)
 
 
-_METRIC_COLUMNS = (("example_count", "n", "{:.0f}"), ("mean_label", "mean label", "{:.3f}"),
-                   ("mean_prediction", "mean pred", "{:.3f}"), ("mean_absolute_error", "MAE", "{:.3f}"),
-                   ("root_mean_squared_error", "RMSE", "{:.3f}"), ("normalized_gini", "norm. Gini", "{:.3f}"),
-                   ("spearman", "Spearman", "{:.3f}"), ("xauc", "XAUC", "{:.3f}"))
-
-
 def _metrics_sections(run: _Run, data: Dict[str, Any]) -> List[_Section]:
     with_baseline = data["baseline_model_uri"] is not None
     table = _Section(title=_title(run) + " — evaluation on the eval split",
-                     headers=["slice"] + (["model"] if with_baseline else []) + [t for _, t, _ in _METRIC_COLUMNS])
+                     headers=["slice"] + (["model"] if with_baseline else []) + [t for _, t, _ in results.METRIC_COLUMNS])
     for item in data["slices"]:
         models = [("candidate", item["candidate"])] + ([("baseline", item["baseline"] or {})] if with_baseline else [])
         for i, (model, values) in enumerate(models):
-            cells = [fmt.format(values[key]) if _finite(values.get(key)) else "-" for key, _, fmt in _METRIC_COLUMNS]
+            cells = [fmt.format(values[key]) if _finite(values.get(key)) else "-" for key, _, fmt in results.METRIC_COLUMNS]
             table.rows.append([item["slice"] if i == 0 else ""] + ([model] if with_baseline else []) + cells)
     table.notes.append("(value_bucket=0 holds the zero labels; higher buckets hold larger labels)")
     baseline = (f"the model of run {data['baseline_from_run']} ({data['baseline_model_uri']})"
@@ -429,18 +424,8 @@ def _metrics_sections(run: _Run, data: Dict[str, Any]) -> List[_Section]:
     return [table, verdict]
 
 
-def _slice_order(name: str) -> tuple:
-    if name == "overall":
-        return (0, 0, "")
-    try:
-        return (1, float(name.split("=", 1)[1]), "")
-    except (IndexError, ValueError):
-        return (2, 0, name)
-
-
 def _failed_thresholds(evaluation_path: str) -> List[Dict[str, Any]]:
     import tensorflow_model_analysis as tfma
-    from pipeline import results
 
     if not glob.glob(os.path.join(evaluation_path, "validations*")):
         return []

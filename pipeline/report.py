@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from models import metrics as value_metrics
-from pipeline import plots
+from pipeline import plots, results
 from pipeline.plots import esc
 
 SECTIONS = (
@@ -216,10 +216,9 @@ def find_run(metadata_path: str, run: Optional[str] = None) -> RunInfo:
     """
     if not os.path.exists(metadata_path):  # before importing TFMA: a plain error should be quick
         raise ReportError(f"no metadata store at {metadata_path!r}: run the pipeline first (rqvalue run)")
-    from pipeline import results
 
     try:
-        store = results._store(metadata_path)  # pylint: disable=protected-access
+        store = results.open_store(metadata_path)
     except FileNotFoundError as e:
         raise ReportError(str(e)) from None
     try:
@@ -382,8 +381,7 @@ def _validation_failures(evaluation_uri: str) -> List[str]:
     try:
         import tensorflow_model_analysis as tfma
 
-        from pipeline import results
-
+    
         result = tfma.load_validation_result(evaluation_uri)
     except Exception:  # no validation file (older TFMA layouts): nothing to say
         return []
@@ -403,7 +401,6 @@ def _validation_failures(evaluation_uri: str) -> List[str]:
 
 def gather(metadata_path: str, run: Optional[str] = None, batch_size: int = BATCH_SIZE) -> ReportData:
     """Reads the run from ML Metadata and scores its eval split with the candidate (and baseline) model."""
-    from pipeline import results
 
     info = find_run(metadata_path, run)
     serialized = read_split(info.examples_uri, info.eval_splits)
@@ -498,15 +495,6 @@ footer { color:var(--muted); font-size:12px; padding:0 32px 24px; }
 """
 
 
-def _slice_order(name: str):
-    if name == OVERALL:
-        return (0, 0, "")
-    try:
-        return (1, int(float(name.split("=", 1)[1])), "")
-    except (IndexError, ValueError):
-        return (2, 0, name)
-
-
 def _bucket_ids(data: ReportData) -> List[int]:
     return sorted(int(b) for b in np.unique(data.value_bucket))
 
@@ -582,7 +570,7 @@ def _charts(*svgs: str) -> str:
 
 def _metrics_section(data: ReportData) -> str:
     models = [m for m in data.models() if m.metrics]
-    slice_names = sorted({name for m in models for name in m.metrics}, key=_slice_order)
+    slice_names = sorted({name for m in models for name in m.metrics}, key=results.slice_order)
     ranges = {}
     for b in _bucket_ids(data):
         rows = data.labels[data.value_bucket == b]

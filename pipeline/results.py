@@ -5,7 +5,6 @@ import math
 import os
 from typing import Dict, List, Optional, Tuple
 
-import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
@@ -25,7 +24,7 @@ class RunResult:
     serving_model: Optional[str] = None  # the newest model ever pushed: what serving has now
 
 
-def _store(metadata_path: str) -> metadata_store.MetadataStore:
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
     if not os.path.exists(metadata_path):
         raise FileNotFoundError(f"no metadata store at {metadata_path!r}: run the pipeline first (rqvalue run)")
     config = metadata_store_pb2.ConnectionConfig()
@@ -49,6 +48,8 @@ def slice_name(slice_key: Tuple) -> str:
 
 def load_metrics(evaluation_uri: str, model_name: str = "candidate") -> Dict[str, Dict[str, float]]:
     """Metric values per slice of one model of a TFMA evaluation (diffs against a baseline excluded)."""
+    import tensorflow_model_analysis as tfma  # slow to import; only readers of evaluations need it
+
     result: Dict[str, Dict[str, float]] = {}
     for metrics_for_slice in tfma.load_metrics(evaluation_uri):
         name = slice_name(tfma.slicer.deserialize_slice_key(metrics_for_slice.slice_key))
@@ -66,7 +67,7 @@ def load_metrics(evaluation_uri: str, model_name: str = "candidate") -> Dict[str
 
 def latest_result(metadata_path: str) -> RunResult:
     """The latest evaluation, blessing and pushed model in the store."""
-    store = _store(metadata_path)
+    store = open_store(metadata_path)
     evaluation = _latest(store, "ModelEvaluation")
     blessing = _latest(store, "ModelBlessing")
     pushed = _latest(store, "PushedModel")
@@ -89,28 +90,30 @@ def _destination(artifact) -> str:
     return artifact.custom_properties["pushed_destination"].string_value
 
 
-_COLUMNS = [("example_count", "n", "{:.0f}"), ("mean_label", "mean label", "{:.3f}"),
+# The metrics tables show, in this order: (metric key, column title, format).
+METRIC_COLUMNS = (("example_count", "n", "{:.0f}"), ("mean_label", "mean label", "{:.3f}"),
             ("mean_prediction", "mean pred", "{:.3f}"), ("mean_absolute_error", "MAE", "{:.3f}"),
             ("root_mean_squared_error", "RMSE", "{:.3f}"), ("normalized_gini", "norm. Gini", "{:.3f}"),
-            ("spearman", "Spearman", "{:.3f}"), ("xauc", "XAUC", "{:.3f}")]
+            ("spearman", "Spearman", "{:.3f}"), ("xauc", "XAUC", "{:.3f}"))
 
 
-def _slice_order(name: str):
+def slice_order(name: str) -> tuple:
+    """Sort key of slice names: overall first, then value buckets in numeric order, then the rest."""
     if name == OVERALL:
-        return (0, 0)
+        return (0, 0, "")
     try:
-        return (1, int(float(name.split("=", 1)[1])))
+        return (1, float(name.split("=", 1)[1]), "")
     except (IndexError, ValueError):
-        return (2, name)
+        return (2, 0, name)
 
 
 def format_metrics(metrics: Dict[str, Dict[str, float]]) -> str:
     """A plain-text table: one row per slice (overall first, then value buckets in order)."""
-    header = ["slice"] + [title for _, title, _ in _COLUMNS]
+    header = ["slice"] + [title for _, title, _ in METRIC_COLUMNS]
     rows: List[List[str]] = []
-    for name in sorted(metrics, key=_slice_order):
+    for name in sorted(metrics, key=slice_order):
         values = metrics[name]
-        rows.append([name] + [fmt.format(values[key]) if key in values else "-" for key, _, fmt in _COLUMNS])
+        rows.append([name] + [fmt.format(values[key]) if key in values else "-" for key, _, fmt in METRIC_COLUMNS])
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in [header] + rows]
