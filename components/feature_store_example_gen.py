@@ -12,13 +12,18 @@ categorical features -> bytes; a missing value (None/NaN) -> the feature is abse
 column that is not numeric is written as bytes, so data validation reports the wrong type.
 Rows are split by a hash of the entity key into train, valid (the Trainer's early stopping) and
 eval (TFMA's evaluation only), so an entity never sits in two splits.
+
+Spans: with `span_days > 0` one run ingests one window of prediction times, [first day, first day +
+span_days), and the Examples artifact carries its number (the first day as YYYYMMDD) as `span`;
+resolvers downstream assemble the rolling window of the latest spans. With `span_days = 0` the
+whole spine is span 0.
 """
 
 import dataclasses
 import hashlib
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -50,6 +55,8 @@ class IngestionSpec:
     label: str
     eval_fraction: float
     validation_fraction: float = 0.0
+    span_days: int = 0
+    span_origin: str = "1970-01-05"
 
     @classmethod
     def from_data_config(cls, data) -> "IngestionSpec":
@@ -89,11 +96,53 @@ def read_spine(spec: IngestionSpec) -> pd.DataFrame:
     return spine
 
 
-def retrieve(spec: IngestionSpec) -> pd.DataFrame:
-    """Spine rows joined point-in-time with their features, in spine order."""
+def span_numbers(timestamps: pd.Series, span_days: int, span_origin: str) -> np.ndarray:
+    """The span (first day of its window, as the integer YYYYMMDD) of each UTC timestamp."""
+    origin = pd.Timestamp(span_origin, tz="UTC")
+    length = pd.Timedelta(days=span_days)
+    index = np.floor((timestamps - origin) / length).astype("int64")
+    starts = origin + pd.to_timedelta(index * span_days, unit="D")
+    return pd.DatetimeIndex(starts).strftime("%Y%m%d").astype("int64").to_numpy()
+
+
+def span_window(span: int, spec: IngestionSpec) -> Tuple[pd.Timestamp, pd.Timestamp]:
+    """[start, end) of prediction times of span `span`; an error if it is not the first day of a window."""
+    try:
+        start = pd.Timestamp(pd.to_datetime(str(span), format="%Y%m%d"), tz="UTC")
+    except ValueError:
+        raise IngestionError(f"span {span}: not a date written YYYYMMDD") from None
+    if span_numbers(pd.Series([start]), spec.span_days, spec.span_origin)[0] != span:
+        raise IngestionError(f"span {span}: {spec.span_days}-day spans counted from data.span_origin "
+                             f"{spec.span_origin} do not start on {start.date()}")
+    return start, start + pd.Timedelta(days=spec.span_days)
+
+
+def latest_span(spec: IngestionSpec) -> int:
+    """The span of the latest prediction time in the spine; 0 when the spine is not cut into spans."""
+    if not spec.span_days:
+        return 0
+    spine = read_spine(spec)
+    return int(span_numbers(spine[spec.timestamp_column], spec.span_days, spec.span_origin).max())
+
+
+def select_span(spine: pd.DataFrame, spec: IngestionSpec, span: int) -> pd.DataFrame:
+    """The spine rows of span `span` (all rows when spans are off)."""
+    if not spec.span_days:
+        return spine
+    start, end = span_window(span, spec)
+    times = spine[spec.timestamp_column]
+    rows = spine[(times >= start) & (times < end)]
+    if rows.empty:
+        raise IngestionError(f"span {span}: the spine has no rows with {spec.timestamp_column!r} in "
+                             f"[{start.date()}, {end.date()}) (spans: data.span_days={spec.span_days})")
+    return rows
+
+
+def retrieve(spec: IngestionSpec, span: int = 0) -> pd.DataFrame:
+    """Spine rows (of span `span`) joined point-in-time with their features, in spine order."""
     from feast import FeatureStore  # heavy import, only where retrieval happens
 
-    spine = read_spine(spec)
+    spine = select_span(read_spine(spec), spec, span)
     entity_df = spine[[*spec.entity_columns, spec.timestamp_column]].rename(
         columns={spec.timestamp_column: features.EVENT_TIMESTAMP_KEY})
     entity_df[_ROW_ID] = np.arange(len(spine))
@@ -245,12 +294,16 @@ def FeatureStoreExampleGen(
     examples: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
     spec_json: tfx.dsl.components.Parameter[str],
     fingerprint: tfx.dsl.components.Parameter[str],
+    span: tfx.dsl.components.Parameter[int] = 0,
 ) -> None:
-    """TFX component: spine + Feast -> Examples (train/eval). `fingerprint` only keys the cache."""
+    """TFX component: spine (rows of span `span`) + Feast -> Examples (train/valid/eval).
+
+    `fingerprint` only keys the cache; `span` is `latest_span(spec)` unless a run asks for another.
+    """
     del fingerprint
     spec = IngestionSpec.from_json(spec_json)
-    counts = write_examples(retrieve(spec), spec, examples.uri)
+    counts = write_examples(retrieve(spec, span), spec, examples.uri)
     examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
-    examples.span = 0
+    examples.span = span
     for split, count in counts.items():
         examples.set_int_custom_property(f"{split}_examples", count)

@@ -18,7 +18,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import base, codebook_analyzer, label_transform, registry
+from models import base, codebook_analyzer, label_transform, registry, warm_start
 from schemas import features
 
 
@@ -119,6 +119,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with strategy.scope():
         model = build_model(config, context)
     train = train.map(lambda x, y: (x, model.training_targets(x, y)))
+    if config.get("warm_start") and fn_args.base_model:
+        with strategy.scope():
+            model(next(iter(train))[0])  # build the variables before loading into them
+            loaded, kept = warm_start.load(model, fn_args.base_model)
+        print(f"    warm start from {fn_args.base_model}: {loaded} weight tensors loaded, {kept} newly initialised")
     evaluation = evaluation.map(lambda x, y: (x, model.training_targets(x, y)))
     # Validate every `validation_every` steps on the valid split; stop when it stops improving and
     # keep the best weights.
@@ -140,3 +145,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     signatures = _serving_signatures(model, tft_output, config)
     tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures)
     model.save_weights(os.path.join(fn_args.model_run_dir, "weights", "model"))
+    warm_start.save(model, fn_args.serving_model_dir)

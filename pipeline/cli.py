@@ -3,6 +3,7 @@
   rqvalue run      run the pipeline on an embedded data set or one's own (--config)
   rqvalue inspect  what each run produced, from ML Metadata (runs, artifacts, metrics, codebook, ...)
   rqvalue report   one self-contained HTML report of a run's evaluation, with plots
+  rqvalue compile  the pipeline as a Vertex AI Pipelines (Kubeflow V2) job spec
   rqvalue schedule retrain on a schedule: a cron entry under flock (or a Vertex AI schedule spec)
   rqvalue bench    every model on every embedded data set, several seeds -> benchmarks/RESULTS.md
 """
@@ -48,8 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", choices=config_lib.MODEL_KINDS, help="override model.kind (default: rqreg)")
     run.add_argument("--train-steps", type=int, help="override model.train_steps")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
+    run.add_argument("--span", type=int, help="with data.span_days > 0: ingest this span (YYYYMMDD of its "
+                                              "first day) instead of the latest one in the spine")
     from pipeline import runners
     runners.add_runner_arguments(run)
+    _add_compile_parser(commands)
 
     from pipeline import bench, inspect_run, report, schedule
     inspect_run.add_parser(commands)
@@ -57,6 +61,35 @@ def _parser() -> argparse.ArgumentParser:
     schedule.add_parser(commands)
     bench.add_parser(commands)
     return parser
+
+
+def _add_compile_parser(commands) -> None:
+    from pipeline import datasets, runners
+
+    compile_ = commands.add_parser("compile", help="write the pipeline as a Vertex AI Pipelines job spec (JSON)")
+    compile_.add_argument("--target", choices=("vertex",), default="vertex",
+                          help="orchestrator to compile for (vertex: TFX's Kubeflow V2 runner)")
+    source = compile_.add_mutually_exclusive_group()
+    source.add_argument("--dataset", choices=datasets.NAMES, default="cdnow", help="embedded data set")
+    source.add_argument("--config", help="YAML config of one's own data (its paths must be readable on Vertex: gs://)")
+    compile_.add_argument("--output", default="pipeline.json", help="JSON file to write (default: pipeline.json)")
+    compile_.add_argument("--image", required=True, help="pipeline image every component runs (docker/Dockerfile)")
+    compile_.add_argument("--output-dir", default="runs", help="folder for an embedded data set's files")
+    compile_.add_argument("--rows", type=int, help="limit the embedded data set to this many entities/rows")
+    compile_.add_argument("--seed", type=int, default=0, help="seed of the synthetic data sets")
+    compile_.add_argument("--model", choices=config_lib.MODEL_KINDS, help="override model.kind")
+    compile_.add_argument("--train-steps", type=int, help="override model.train_steps")
+    compile_.add_argument("--no-cache", action="store_true", help="compile with caching off")
+    runners.add_runner_arguments(compile_)
+
+
+def _compile(args) -> int:
+    from pipeline import runners
+
+    cfg = _config(args)
+    path = runners.compile_vertex(cfg, os.path.abspath(args.output), args.image)
+    print(f"rqvalue: wrote the Vertex AI Pipelines job spec of {cfg.pipeline_name!r} to {path}")
+    return 0
 
 
 def _config(args) -> config_lib.RunConfig:
@@ -95,7 +128,7 @@ def _run(args) -> int:
     print(f"rqvalue: pipeline {cfg.pipeline_name!r}, output in {cfg.output_dir}")
     started = time.time()
     try:
-        result = local_runner.run(cfg)
+        result = local_runner.run(cfg, span=args.span)
     except Exception as e:  # the runner wraps component errors; find ours in the chain
         cause = e
         while cause is not None and not isinstance(cause, DataValidationError):
@@ -120,6 +153,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "compile":
+            return _compile(args)
         if args.command == "inspect":
             from pipeline import inspect_run
             return inspect_run.main(args)

@@ -8,6 +8,7 @@ set fills in (see `pipeline.datasets`) or a YAML file provides.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 from typing import Any, Mapping, Optional, Tuple
 
@@ -34,6 +35,13 @@ class DataConfig:
       schema: curated TFDV schema (schema.pbtxt); empty means infer one with SchemaGen.
       eval_fraction: share of entities held out for evaluation (split by a hash of the entity).
       validation_fraction: share of entities held out for the Trainer's early stopping.
+      span_days: length in days of one span, the unit in which data arrives for retraining. A
+        run ingests one span (by default the latest window of prediction times in the spine),
+        and Transform and the Trainer see the last `window_spans` spans ingested so far. 0 (the
+        default) treats the whole spine as one span: each run trains on all of it.
+      span_origin: a date on which a span starts (the default, 1970-01-05, is a Monday, so
+        7-day spans run Monday to Sunday). A span is numbered by its first day, as YYYYMMDD.
+      window_spans: how many of the latest spans Transform and the Trainer see (with span_days > 0).
     """
 
     feast_repo: str
@@ -47,6 +55,9 @@ class DataConfig:
     schema: str = ""
     eval_fraction: float = 0.2
     validation_fraction: float = 0.1
+    span_days: int = 0
+    span_origin: str = "1970-01-05"
+    window_spans: int = 4
 
     def __post_init__(self):
         if not self.entity_columns:
@@ -73,6 +84,20 @@ class DataConfig:
         if not 0.0 < self.validation_fraction < 1.0 - self.eval_fraction:
             raise ConfigError(f"data.validation_fraction: {self.validation_fraction} must be positive and leave "
                               f"room for training next to data.eval_fraction={self.eval_fraction}")
+        if self.span_days < 0:
+            raise ConfigError(f"data.span_days: {self.span_days} must be 0 (no spans) or a number of days")
+        if self.window_spans < 1:
+            raise ConfigError(f"data.window_spans: {self.window_spans} must be at least 1")
+        object.__setattr__(self, "span_origin", str(self.span_origin))  # YAML reads a bare date as a date
+        try:
+            datetime.date.fromisoformat(self.span_origin)
+        except ValueError:
+            raise ConfigError(f"data.span_origin: {self.span_origin!r} is not a date (YYYY-MM-DD)") from None
+
+    @property
+    def spans(self) -> bool:
+        """Whether data arrives in spans (span_days > 0)."""
+        return self.span_days > 0
 
 
 MODEL_KINDS = ("rqreg", "ziln", "mse", "logmse", "twostage", "gr", "d2q")
@@ -106,6 +131,7 @@ class ModelConfig:
     validation_every: int = 100
     patience: int = 5
     seed: int = 0
+    warm_start: bool = True  # with spans: start from the weights of the latest blessed model
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -161,6 +187,7 @@ class RunConfig:
     beam_args: Tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     enable_cache: bool = True
     pipeline_root_uri: str = ""  # e.g. gs://bucket/rqvalue for Dataflow; empty: <output_dir>/pipeline_root
+    serving_uri: str = ""  # where the Pusher writes model versions; empty: <output_dir>/serving
 
     @property
     def pipeline_root(self) -> str:
@@ -172,7 +199,7 @@ class RunConfig:
 
     @property
     def serving_dir(self) -> str:
-        return os.path.join(self.output_dir, "serving")
+        return self.serving_uri or os.path.join(self.output_dir, "serving")
 
 
 def _build(cls, values: Mapping[str, Any], where: str):

@@ -54,7 +54,8 @@ _DONE = ("executed", "cached")
 
 # Components in pipeline order (pipeline/pipeline.py); others follow in order of first execution.
 _COMPONENT_ORDER = ("FeatureStoreExampleGen", "StatisticsGen", "ImportSchemaGen", "SchemaGen",
-                    "ExampleValidator", "ValidationGate", "Transform", "Trainer",
+                    "ExampleValidator", "ValidationGate", "rolling_window_resolver", "analyzer_cache_resolver",
+                    "warm_start_resolver", "Transform", "Trainer",
                     "latest_blessed_model_resolver", "Evaluator", "Pusher")
 
 

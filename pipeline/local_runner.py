@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import absl.logging
 from tfx import v1 as tfx
 
-from components.feature_store_example_gen import IngestionSpec, input_fingerprint
+from components.feature_store_example_gen import IngestionSpec, input_fingerprint, latest_span, span_window
 from pipeline import results
 from pipeline.config import RunConfig
 from pipeline.pipeline import create_pipeline
@@ -38,16 +38,41 @@ class _ProgressHandler(logging.Handler):
             self._report(f"  {node} done ({elapsed:.1f} s)")
 
 
-def run(config: RunConfig, report: Optional[Callable[[str], None]] = print) -> results.RunResult:
+def ingestion_span(spec: IngestionSpec, span: Optional[int] = None) -> int:
+    """The span a run ingests: `span` (checked) if given, else the latest in the spine; 0 without spans."""
+    if not spec.span_days:
+        if span:
+            raise ValueError(f"--span {span}: the data is not cut into spans (set data.span_days)")
+        return 0
+    if span is None:
+        return latest_span(spec)
+    span_window(span, spec)  # raises IngestionError if `span` is not the first day of a span
+    return span
+
+
+def run(config: RunConfig, report: Optional[Callable[[str], None]] = print,
+        span: Optional[int] = None) -> results.RunResult:
     """Runs the pipeline once and returns what it produced.
+
+    Args:
+      config: the run configuration.
+      report: where progress lines go (None: nowhere).
+      span: with spans (data.span_days > 0), the span to ingest (YYYYMMDD of its first day);
+        None takes the latest span in the spine.
 
     Raises:
       components.validation_gate.DataValidationError (wrapped by the runner in a RuntimeError) when
       the data fails validation; nothing is trained or pushed then.
     """
     os.makedirs(config.output_dir, exist_ok=True)
-    fingerprint = input_fingerprint(IngestionSpec.from_data_config(config.data))
-    pipeline = create_pipeline(config, fingerprint)
+    spec = IngestionSpec.from_data_config(config.data)
+    fingerprint = input_fingerprint(spec)
+    span = ingestion_span(spec, span)
+    if config.data.spans and report:
+        start, end = span_window(span, spec)
+        report(f"  span {span}: prediction times in [{start.date()}, {end.date()}); "
+               f"training window: the latest {config.data.window_spans} span(s)")
+    pipeline = create_pipeline(config, fingerprint, span=span)
     # TFX reports component progress through absl's logger at INFO; route only that to `report`.
     # Libraries silence absl for a while and restore absl's verbosity flag, so set the flag too.
     handler = _ProgressHandler(report or (lambda _: None))

@@ -1,33 +1,52 @@
-"""`create_pipeline(config, fingerprint)`: the TFX pipeline as a pure function of the run config (no I/O).
+"""`create_pipeline(config, fingerprint, span)`: the TFX pipeline as a pure function of the run config (no I/O).
 
 FeatureStoreExampleGen -> StatisticsGen -> ImportSchemaGen|SchemaGen -> ExampleValidator ->
 ValidationGate -> Transform -> Trainer -> (latest blessed other model) -> Evaluator -> Pusher.
+
+With spans (data.span_days > 0) the run ingests one span and validates it; three resolvers then
+give Transform the rolling window of the latest data.window_spans spans and the analyzer cache of
+the spans seen before, and the Trainer the previous blessed model to warm-start from
+(components/span_resolvers.py). Transform, Trainer and Evaluator work on the window.
+
+`target="vertex"` builds the variant that TFX's Kubeflow V2 compiler accepts: it compiles only
+TFX's own latest-artifact and latest-blessed-model resolvers, so the baseline is TFX's latest
+blessed model and spans are not supported there.
 """
 
 from tfx import v1 as tfx
 
 from components.baseline_resolver import baseline_resolver
+from components import span_resolvers
 from components.feature_store_example_gen import FeatureStoreExampleGen, IngestionSpec
 from components.validation_gate import ValidationGate
 from models import preprocessing, trainer
-from pipeline.config import RunConfig
+from pipeline.config import ConfigError, RunConfig
 from pipeline.evaluation import eval_config
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
+TARGETS = ("local", "vertex")
 
 
-def create_pipeline(config: RunConfig, fingerprint: str) -> tfx.dsl.Pipeline:
+def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: str = "local") -> tfx.dsl.Pipeline:
     """Builds the pipeline.
 
     Args:
       config: the run configuration.
       fingerprint: `components.feature_store_example_gen.input_fingerprint` of the data, so a
         change of the spine or the feature data re-runs ingestion while an unchanged one is cached.
+      span: the span this run ingests (`feature_store_example_gen.latest_span`); 0 without spans.
+      target: "local" (LocalDagRunner, ML Metadata in SQLite) or "vertex" (Kubeflow V2 JSON).
     """
+    if target not in TARGETS:
+        raise ValueError(f"target: {target!r} is not one of {TARGETS}")
     data, model = config.data, config.model
+    if target == "vertex" and data.spans:
+        raise ConfigError(f"data.span_days: {data.span_days}: retraining on spans needs this project's rolling-window "
+                          "resolvers, which TFX's Kubeflow V2 compiler does not accept; set data.span_days: 0 "
+                          "for Vertex (each run then trains on the whole spine)")
     example_gen = FeatureStoreExampleGen(
-        spec_json=IngestionSpec.from_data_config(data).to_json(), fingerprint=fingerprint)
+        spec_json=IngestionSpec.from_data_config(data).to_json(), fingerprint=fingerprint, span=span)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if data.schema:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=data.schema)
@@ -38,16 +57,30 @@ def create_pipeline(config: RunConfig, fingerprint: str) -> tfx.dsl.Pipeline:
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
 
+    examples = example_gen.outputs["examples"]
+    span_nodes, analyzer_cache, base_model = [], None, None
+    if data.spans:
+        window = span_resolvers.rolling_window_resolver(example_gen, span, data.window_spans)
+        cache = span_resolvers.analyzer_cache_resolver(span)
+        span_nodes += [window, cache]
+        examples, analyzer_cache = window.outputs["examples"], cache.outputs["candidates"]
+        if model.warm_start:
+            warm_start = span_resolvers.warm_start_resolver(span)
+            span_nodes.append(warm_start)
+            base_model = warm_start.outputs["candidates"]
+
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=preprocessing.transform_config(data, model),
+        analyzer_cache=analyzer_cache,
         disable_statistics=True)
     transform.add_upstream_node(validation_gate)
 
     trainer_component = tfx.components.Trainer(
         run_fn=RUN_FN,
+        base_model=base_model,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -55,10 +88,17 @@ def create_pipeline(config: RunConfig, fingerprint: str) -> tfx.dsl.Pipeline:
         eval_args=tfx.proto.EvalArgs(splits=["valid"], num_steps=model.eval_steps),
         custom_config=trainer.trainer_config(data, model))
 
-    model_resolver = baseline_resolver(trainer_component.outputs["model"])
+    if target == "vertex":
+        model_resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id("latest_blessed_model_resolver")
+    else:
+        model_resolver = baseline_resolver(trainer_component.outputs["model"])
 
     evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         model=trainer_component.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
         example_splits=["eval"],
@@ -73,9 +113,10 @@ def create_pipeline(config: RunConfig, fingerprint: str) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, validation_gate,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, validation_gate, *span_nodes,
                     transform, trainer_component, model_resolver, evaluator, pusher],
         enable_cache=config.enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path),
+        metadata_connection_config=(None if target == "vertex" else
+                                    tfx.orchestration.metadata.sqlite_metadata_connection_config(
+                                        config.metadata_path)),
         beam_pipeline_args=list(config.beam_args))

@@ -226,9 +226,10 @@ def compile_vertex(cfg, output_path: str, image: str) -> str:
     """Compiles the pipeline to a Vertex AI Pipelines (KFP v2) job spec with KubeflowV2DagRunner.
 
     Args:
-      cfg: the RunConfig; on Vertex its pipeline root and serving folder must be gs:// paths, and
-        `beam_args` choose where the Beam components run (Dataflow args, or direct inside the
-        component's container).
+      cfg: the RunConfig; its pipeline root must be a gs:// path (the serving folder defaults to
+        <pipeline root>/serving), and `beam_args` choose where the Beam components run (Dataflow
+        args, or direct inside the component's container). The data paths (Feast repo, spine,
+        schema) are written into the spec as they are: they must be readable inside the image.
       output_path: the JSON file to write.
       image: the pipeline image (docker/Dockerfile) every component container runs.
 
@@ -237,20 +238,29 @@ def compile_vertex(cfg, output_path: str, image: str) -> str:
 
     Raises:
       RuntimeError: the `kfp` package is missing; the message says how to install it.
+      RunnerError: the pipeline root is not on GCS.
     """
     try:
-        import kfp  # noqa: F401  # TFX's [kfp] extra; not in requirements.lock
+        import kfp  # noqa: F401  # TFX's [kfp] extra (kfp 2.5 with urllib3 < 2, in requirements.lock)
         from tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner import (
             KubeflowV2DagRunner, KubeflowV2DagRunnerConfig)
     except ImportError as e:
         raise RuntimeError(
             f"compiling for Vertex AI Pipelines needs the kfp package, which is not installed ({e}). "
-            f"Install it into this environment with: {KFP_INSTALL} "
-            "(the versions that co-resolve with requirements.lock), then run `pip check`.") from None
+            "It is pinned in requirements.lock (`make run` installs it); into another environment "
+            f"install it with: {KFP_INSTALL} (the versions that co-resolve with TFX 1.16), then run `pip check`.") from None
+    import dataclasses
+
     from components.feature_store_example_gen import IngestionSpec, input_fingerprint
     from pipeline.pipeline import create_pipeline
 
-    pipeline = create_pipeline(cfg, fingerprint=input_fingerprint(IngestionSpec.from_data_config(cfg.data)))
+    if not _GCS.match(cfg.pipeline_root_uri or ""):
+        raise RunnerError(f"--pipeline-root: {cfg.pipeline_root_uri or cfg.pipeline_root!r} is not a gs://bucket/path; "
+                          "on Vertex AI Pipelines every component reads and writes its artifacts there")
+    if not cfg.serving_uri:
+        cfg = dataclasses.replace(cfg, serving_uri=cfg.pipeline_root_uri.rstrip("/") + "/serving")
+    pipeline = create_pipeline(cfg, fingerprint=input_fingerprint(IngestionSpec.from_data_config(cfg.data)),
+                               target="vertex")
     runner = KubeflowV2DagRunner(config=KubeflowV2DagRunnerConfig(default_image=image),
                                  output_dir=os.path.dirname(os.path.abspath(output_path)),
                                  output_filename=os.path.basename(output_path))

@@ -110,3 +110,42 @@ def test_fingerprint_changes_with_the_spine_and_not_otherwise(ltv, tmp_path):
     path = str(tmp_path / "spine.parquet")
     spine.to_parquet(path)
     assert ingest.input_fingerprint(dataclasses.replace(ltv, spine=path)) != before
+
+
+# -- spans ----------------------------------------------------------------------------------------
+
+def test_span_is_the_first_day_of_its_window():
+    times = pd.Series(pd.to_datetime(["2024-01-01 00:00", "2024-01-07 23:59", "2024-01-08", "1969-12-31"], utc=True))
+    assert list(ingest.span_numbers(times, 7, "1970-01-05")) == [20240101, 20240101, 20240108, 19691229]
+    assert list(ingest.span_numbers(times, 1, "2024-01-01")) == [20240101, 20240107, 20240108, 19691231]
+
+
+def test_a_span_that_does_not_start_a_window_is_named(ltv):
+    weekly = dataclasses.replace(ltv, span_days=7)
+    with pytest.raises(ingest.IngestionError, match="span 20240102: 7-day spans .* do not start on 2024-01-02"):
+        ingest.span_window(20240102, weekly)
+    with pytest.raises(ingest.IngestionError, match="span 2024: not a date"):
+        ingest.span_window(2024, weekly)
+
+
+def test_retrieve_takes_only_the_rows_of_the_span(ltv):
+    spine = ingest.read_spine(ltv)
+    weekly = dataclasses.replace(ltv, span_days=7)
+    latest = ingest.latest_span(weekly)
+    start, end = ingest.span_window(latest, weekly)
+    expected = spine[(spine.prediction_time >= start) & (spine.prediction_time < end)]
+    frame = ingest.retrieve(weekly, latest)
+    assert 0 < len(frame) == len(expected) < len(spine)
+    assert frame.prediction_time.min() >= start and frame.prediction_time.max() < end
+
+
+def test_a_span_without_rows_is_an_error_naming_the_window(ltv):
+    weekly = dataclasses.replace(ltv, span_days=7)
+    with pytest.raises(ingest.IngestionError, match=r"span 19700105: the spine has no rows with 'prediction_time' "
+                                                     r"in \[1970-01-05, 1970-01-12\)"):
+        ingest.retrieve(weekly, 19700105)
+
+
+def test_without_spans_the_whole_spine_is_span_zero(ltv):
+    assert ingest.latest_span(ltv) == 0
+    assert len(ingest.retrieve(ltv, 0)) == len(ingest.read_spine(ltv))

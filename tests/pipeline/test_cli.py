@@ -58,3 +58,14 @@ def test_bad_data_stops_with_the_feature_and_the_problem(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "stopped at data validation" in err and "'label'" in err
     assert not os.path.exists(tmp_path / "runs" / "serving")
+
+
+def test_a_span_that_is_not_a_window_is_refused_before_anything_runs(tmp_path, capsys):
+    weekly = _own_data_config(tmp_path, span_days=7)
+    assert cli.main(["run", "--config", weekly, "--span", "20240102", "--output-dir", str(tmp_path / "runs")]) == 2
+    assert "span 20240102: 7-day spans counted from data.span_origin 1970-01-05 do not start on 2024-01-02" \
+        in capsys.readouterr().err
+    whole = _own_data_config(tmp_path)
+    assert cli.main(["run", "--config", whole, "--span", "20240101", "--output-dir", str(tmp_path / "runs")]) == 2
+    assert "--span 20240101: the data is not cut into spans (set data.span_days)" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "runs" / "metadata.sqlite")

@@ -31,6 +31,9 @@ def test_load_resolves_paths_against_the_file_and_reads_sections(tmp_path):
     ({"entity_columns": []}, "data.entity_columns"),
     ({"eval_fraction": 1.5}, "data.eval_fraction"),
     ({"label": "spend"}, "data.label"),
+    ({"span_days": -7}, "data.span_days"),
+    ({"window_spans": 0}, "data.window_spans"),
+    ({"span_origin": "monday"}, "data.span_origin"),
     ({"colour": "red"}, "colour"),
 ])
 def test_bad_data_section_names_the_field(change, field):
@@ -71,3 +74,12 @@ def test_the_own_data_template_is_a_valid_config():
 def test_every_configurable_model_kind_has_a_builder():
     from models import registry
     assert set(config.MODEL_KINDS) == set(registry.KINDS)
+
+
+def test_spans_from_yaml_take_a_bare_date_as_the_origin(tmp_path):
+    path = tmp_path / "own.yaml"
+    path.write_text("data:\n" + "".join(f"  {k}: {v}\n" for k, v in DATA.items())
+                    + "  span_days: 7\n  span_origin: 2024-01-01\n  window_spans: 3\n")
+    cfg = config.load(str(path))
+    assert (cfg.data.spans, cfg.data.span_days, cfg.data.span_origin, cfg.data.window_spans) == (True, 7, "2024-01-01", 3)
+    assert not config.from_dict({"data": DATA}).data.spans

@@ -257,3 +257,52 @@ def test_compile_vertex_without_kfp_says_how_to_install_it(monkeypatch, tmp_path
     monkeypatch.setitem(sys.modules, "kfp", None)  # importing kfp now fails, installed or not
     with pytest.raises(RuntimeError, match='kfp.*pip install "kfp==2.5.0" "urllib3<2"'):
         runners.compile_vertex(cfg=None, output_path=str(tmp_path / "pipeline.json"), image=IMAGE)
+
+
+VERTEX_TASKS = {"FeatureStoreExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "ValidationGate",
+                "Transform", "Trainer", "Evaluator", "Pusher"}
+
+
+@pytest.fixture(scope="module")
+def vertex_data(tmp_path_factory):
+    from pipeline import datasets
+    return datasets.prepare("synthetic_ltv", str(tmp_path_factory.mktemp("vertex") / "data"), rows=300)
+
+
+def test_compile_vertex_writes_a_job_spec_naming_every_component(tmp_path):
+    import json
+
+    from pipeline import cli
+
+    output = tmp_path / "pipeline.json"
+    assert cli.main(["compile", "--target", "vertex", "--dataset", "synthetic_ltv", "--rows", "300",
+                     "--output-dir", str(tmp_path / "out"), "--output", str(output), "--image", IMAGE,
+                     "--pipeline-root", "gs://my-bucket/rqvalue"]) == 0
+    job = json.loads(output.read_text())
+    tasks = set(job["pipelineSpec"]["root"]["dag"]["tasks"])
+    assert VERTEX_TASKS <= tasks
+    assert any(task.startswith("latest_blessed_model_resolver") for task in tasks)
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://my-bucket/rqvalue"
+    images = {executor["container"]["image"] for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values()
+              if "container" in executor}
+    assert images == {IMAGE}
+    assert "gs://my-bucket/rqvalue/serving" in output.read_text()  # the Pusher's destination
+
+
+def test_compile_vertex_needs_a_gcs_pipeline_root(vertex_data, tmp_path):
+    from pipeline import config as config_lib
+
+    cfg = config_lib.RunConfig(data=vertex_data, output_dir=str(tmp_path))
+    with pytest.raises(runners.RunnerError, match="--pipeline-root"):
+        runners.compile_vertex(cfg, str(tmp_path / "pipeline.json"), IMAGE)
+
+
+def test_compile_vertex_refuses_spans_and_says_why(vertex_data, tmp_path):
+    import dataclasses
+
+    from pipeline import config as config_lib
+
+    cfg = config_lib.RunConfig(data=dataclasses.replace(vertex_data, span_days=7), output_dir=str(tmp_path),
+                               pipeline_root_uri="gs://my-bucket/rqvalue")
+    with pytest.raises(config_lib.ConfigError, match="data.span_days.*Vertex"):
+        runners.compile_vertex(cfg, str(tmp_path / "pipeline.json"), IMAGE)
