@@ -8,7 +8,9 @@ A model kind is a `ValueModel` subclass. It defines
     found here, in one place per model;
   - `serving_outputs(inputs)`: `prediction` (the mean), `median`, `lower` and `upper` (the
     INTERVAL_QUANTILES of its predictive distribution), all [B] in label units, plus extras.
-`predict_outputs` applies the common guard: values clipped to [0, context.prediction_cap], so a
+`predict_outputs` applies what every kind shares: the interval offsets fitted on the valid split
+after training (`models.calibration`, split-conformal; zero until then), so the served `lower` and
+`upper` are calibrated, and the guard that clips every value to [0, context.prediction_cap], so a
 feature far outside the training range cannot produce an unbounded prediction.
 """
 
@@ -65,6 +67,9 @@ class ValueModel(keras.Model):
         self.prediction_cap = context.prediction_cap
         self.encoder = FeatureEncoder(context.numeric_keys, context.vocab_sizes, embedding_dim, hidden_units,
                                       name="encoder")
+        # (lower, upper) offsets in transformed label units, set by `calibration.calibrate_model`.
+        self.interval_offsets = self.add_weight(name="interval_offsets", shape=(2,), initializer="zeros",
+                                                trainable=False)
 
     def label_units(self, target: tf.Tensor) -> tf.Tensor:
         """Transformed label -> label units."""
@@ -84,16 +89,32 @@ class ValueModel(keras.Model):
         del total_steps
         return []
 
+    def set_interval_offsets(self, offsets) -> None:
+        """Sets the (lower, upper) interval offsets, transformed units (a `calibration.Offsets`)."""
+        self.interval_offsets.assign([offsets.lower, offsets.upper])
+
     def predict_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        """`serving_outputs` with every value output clipped to [0, prediction_cap]."""
+        """`serving_outputs` with the interval calibrated, then every value output clipped to [0, prediction_cap].
+
+        In the label transform t, the calibrated interval (`models.calibration`) is
+        lower = min(t⁻¹(t(lower) − offset_lower), median), or 0 where lower <= 0, and
+        upper = max(t⁻¹(t(upper) + offset_upper), median); `prediction` and `median` are unchanged.
+        """
         outputs = dict(self.serving_outputs(inputs))
+        lower, upper, median = (tf.reshape(outputs[key], [-1]) for key in ("lower", "upper", "median"))
+        name = self.label_transform_name
+        shifted = label_transform.inverse(label_transform.forward(lower, name) - self.interval_offsets[0], name)
+        outputs["lower"] = tf.where(lower > 0.0, tf.minimum(shifted, median), tf.zeros_like(lower))
+        outputs["upper"] = tf.maximum(
+            label_transform.inverse(label_transform.forward(upper, name) + self.interval_offsets[1], name), median)
         for key in SERVING_KEYS:
             outputs[key] = tf.clip_by_value(tf.reshape(outputs[key], [-1]), 0.0, self.prediction_cap)
         return outputs
 
 
 def point_outputs(value: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """Serving outputs of a point predictor: its value stands for the mean, median and both bounds."""
+    """Serving outputs of a point predictor: its value stands for the mean, median and both bounds
+    (`predict_outputs` then widens the bounds by the calibrated offsets)."""
     value = tf.reshape(value, [-1])
     return {key: value for key in SERVING_KEYS}
 

@@ -1,8 +1,9 @@
 """Baselines on the same features: ZILN, MSE on the value, MSE on log1p, and two-stage.
 
 Each shares the FeatureEncoder of `models.base` and honours the same serving contract, so TFMA,
-the Pusher and serving treat every kind alike. Point predictors (MSE, log-MSE) serve their value as
-mean, median and both interval bounds; ZILN and two-stage serve quantiles of their distributions.
+the Pusher and serving treat every kind alike. Point predictors (MSE, log-MSE) give their value as
+mean, median and both interval bounds, which calibration (`models.calibration`) widens into the
+served interval; ZILN and two-stage give quantiles of their distributions.
 """
 
 from typing import Dict, Mapping, Sequence

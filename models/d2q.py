@@ -14,8 +14,9 @@ quantile function is a fixed grid of QUANTILE_GRID_SIZE empirical quantiles of i
 labels, interpolated linearly both ways; a label tied with several grid points (e.g. a mass of
 zeros) gets the middle of their quantiles. A group without training labels uses the grid of all
 labels. The model: encoded features ⊕ a duration-group embedding -> Dense(relu) -> sigmoid,
-trained with squared error on the group quantile. D2Q gives a point, so the served `median`,
-`lower` and `upper` equal the prediction (`base.point_outputs`).
+trained with squared error on the group quantile. D2Q gives a point, so `serving_outputs` gives
+the prediction as `median`, `lower` and `upper` (`base.point_outputs`); the served interval is the
+split-conformal one around it (`models.calibration`).
 """
 
 from typing import Dict, Mapping, Sequence

@@ -37,8 +37,9 @@ positions and no dropout; the mixup draw is per example and position (the code s
 per position across the batch); greedy decoding only admits non-increasing tokens and weighs END
 against all numeric tokens together (a plain argmax pits END against each numeric token alone and,
 when the first token's probability is spread over many tokens, stops at once: 77% zero predictions
-on a synthetic watch-time set). The decoder gives no calibrated distribution over sums, so the
-served `median`, `lower` and `upper` are the prediction itself (`base.point_outputs`).
+on a synthetic watch-time set). The decoder gives no calibrated distribution over sums, so
+`serving_outputs` gives the prediction itself as `median`, `lower` and `upper` (`base.point_outputs`);
+the served interval is the split-conformal one around it (`models.calibration`).
 """
 
 import math

@@ -2,7 +2,8 @@
 
 The exported SavedModel has two signatures:
   - `serving_default`: serialized raw `tf.Example`s (no label) -> `prediction` (mean, label
-    units), `median`, `lower`, `upper` (an 80% interval) and, for RQ-Reg, `codes`;
+    units), `median`, `lower`, `upper` (an 80% interval, split-conformal calibrated on the valid
+    split after training: `models.calibration`) and, for RQ-Reg, `codes`;
   - `transform_features`: serialized raw examples (with label) -> transformed features; TFMA
     uses it to slice by `value_bucket`.
 """
@@ -18,7 +19,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import base, codebook_analyzer, label_transform, registry, warm_start
+from models import base, calibration, codebook_analyzer, label_transform, registry, warm_start
 from schemas import features
 
 
@@ -142,6 +143,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     best = int(np.argmin(history["val_loss"]))
     print(f"    {config['kind']}: {len(history['val_loss']) * every} steps, best validation loss "
           f"{history['val_loss'][best]:.4f} after {(best + 1) * every} steps")
+    calibration.calibrate_model(model, _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, 1024,
+                                                num_epochs=1))
     signatures = _serving_signatures(model, tft_output, config)
     tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures)
     model.save_weights(os.path.join(fn_args.model_run_dir, "weights", "model"))

@@ -17,7 +17,8 @@ minutes instead of one pipeline run per (model, seed):
    `models.trainer.train_context`; the model by `models.trainer.build_model` with
    `models.trainer.trainer_config(data, model)`; `fit` on (features, `model.training_targets`)
    batches with the kind's `training_callbacks`, early stopping on the validation loss (best
-   weights restored, a patience, a step budget).
+   weights restored, a patience, a step budget); then, as the Trainer does, the interval offsets
+   by `models.calibration.calibrate_model` on the validation slice.
 4. Evaluation on the eval split with `model.predict_outputs` and `models.metrics`; serving time
    through `models.trainer._serving_signatures(...)["serving_default"]` on serialized raw examples.
 
@@ -455,7 +456,7 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     import tensorflow as tf
     import tf_keras as keras
 
-    from models import metrics, trainer
+    from models import calibration, metrics, trainer
     from schemas import features
 
     config, notes = model_settings(prepared, row, seed, budget)
@@ -480,6 +481,8 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     model.fit(train, steps_per_epoch=budget.eval_every, epochs=epochs, validation_data=validation,
               callbacks=[stopper, *model.training_callbacks(budget.max_steps)], verbose=0)
     train_s = time.perf_counter() - started
+    calibrated = calibration.calibrate_model(
+        model, tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(1024), log=None)
 
     eval_x = _features_only(split["eval"])
     labels = prepared.labels["eval"]
@@ -501,6 +504,10 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
         "xauc": summary["xauc"],
         **calibration_errors(labels, prediction),
         "coverage_80": metrics.interval_coverage(labels, outputs["lower"], outputs["upper"]),
+        "coverage_80_top_bucket": _top_bucket_coverage(labels, outputs, eval_x, config),
+        "coverage_80_validation_uncalibrated": calibrated["coverage_before"],
+        "interval_offset_lower": calibrated["offset_lower"],
+        "interval_offset_upper": calibrated["offset_upper"],
         "mean_label": summary["mean_label"],
         "mean_prediction": summary["mean_prediction"],
         "distinct_predictions": int(np.unique(prediction).size),
@@ -526,6 +533,18 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     )
     keras.backend.clear_session()
     return result
+
+
+def _top_bucket_coverage(labels: np.ndarray, outputs: Mapping[str, np.ndarray], eval_x: Mapping[str, np.ndarray],
+                         config: Mapping[str, Any]) -> float:
+    """80% interval coverage on the eval rows of the top `value_bucket` (NaN if there are none)."""
+    from models import metrics
+    from schemas import features
+
+    top = np.asarray(eval_x[features.VALUE_BUCKET_KEY]).reshape(-1) == config["value_buckets"] - 1
+    if not top.any():
+        return math.nan
+    return metrics.interval_coverage(labels[top], outputs["lower"][top], outputs["upper"][top])
 
 
 def references(train_labels: np.ndarray, eval_labels: np.ndarray) -> Dict[str, Dict[str, float]]:
@@ -663,8 +682,10 @@ def render(result: Mapping[str, Any]) -> str:
         "excluded from the denominator). *decile cal. err.* = mean over the 10 prediction deciles of "
         "|mean prediction − mean label|, divided by the overall mean label (results.json also has "
         "`calibration_error_positive`, the relative error averaged over deciles with a positive mean label). "
-        "*80% cov.* = share of eval labels inside [lower, upper] (nominal 0.80; point predictors serve "
-        "lower = upper, so theirs is near 0). *OOD max pred.* = the largest `prediction` when every numeric "
+        "*80% cov.* = share of eval labels inside the served [lower, upper], split-conformal calibrated on "
+        "the validation slice (`models.calibration`; nominal 0.80; results.json also has "
+        "`coverage_80_top_bucket`, on the eval labels of the top value bucket, and the validation coverage "
+        "before calibration). *OOD max pred.* = the largest `prediction` when every numeric "
         f"transformed feature of the first {OOD_ROWS} eval rows is set to 10× its largest |value| "
         "(predictions are clipped at 10× the largest training label; (cap) marks a model that reaches the "
         "clip). *train s* = wall time of `fit` (including validation passes); *serve ms/1k* = median time "
