@@ -28,7 +28,9 @@ by `CurriculumSchedule` (the kind's training callback). The loss is taken on the
 Serving decodes greedily, at most max_tokens + 1 steps: END when P(END | prefix) >= 1/2, else the
 most probable numeric token no larger than the previous one. The prediction is, as in the GR
 code's evaluation, the windowed soft-argmax summed over the numeric steps of that path, / scale;
-`tokens` holds the path (the plain sum of its token values is the hard decode).
+`tokens` holds the path (the plain sum of its token values is the hard decode). One addition for
+zero-inflated labels (which the paper's watch time does not have): the value path does not stop
+at the first step, and its value is weighed by P(not END first) — see `greedy_decode`.
 
 Simplifications vs. the paper and its code: the scale is chosen from the training labels
 (`default_label_scale`) instead of a fixed 1000; the vocabulary is bounded and always holds 1;
@@ -282,7 +284,7 @@ class GRModel(base.ValueModel):
     @classmethod
     def from_config_and_context(cls, config: Mapping, context: base.TrainContext) -> "GRModel":
         return cls(context, embedding_dim=config["embedding_dim"], hidden_units=config["hidden_units"],
-                   regression_weight=config["regression_weight"],
+                   regression_weight=config.get("gr_regression_weight", 1.0),
                    mixup_probability=config.get("gr_mixup_probability", MIXUP_PROBABILITY),
                    label_scale=config.get("gr_label_scale"))
 
@@ -364,39 +366,66 @@ class GRModel(base.ValueModel):
             return is_end
         return tf.logical_or(is_end, ids >= tf.maximum(previous, NUM_SPECIAL)[:, None])
 
-    def next_token(self, logits: tf.Tensor, previous: tf.Tensor, last: bool) -> tf.Tensor:
-        """The next token [B]: END when its probability among the allowed ids reaches STOP_PROBABILITY
-        (stopping is likelier than going on) or at the last position, else the likeliest allowed numeric token."""
+    def stop_probability(self, logits: tf.Tensor, previous: tf.Tensor, last: bool) -> tf.Tensor:
+        """P(END) among the ids allowed after `previous`, [B]."""
         allowed = self._allowed(previous, last)
-        probabilities = tf.nn.softmax(tf.where(allowed, logits, tf.float32.min))
+        return tf.nn.softmax(tf.where(allowed, logits, tf.float32.min))[:, END]
+
+    def next_token(self, logits: tf.Tensor, previous: tf.Tensor, last: bool, may_stop: bool = True) -> tf.Tensor:
+        """The next token [B]: END when its probability among the allowed ids reaches STOP_PROBABILITY
+        (stopping is likelier than going on) or at the last position, else the likeliest allowed numeric
+        token; with may_stop=False (and not last) always the numeric token."""
+        allowed = self._allowed(previous, last)
         numeric = tf.logical_and(allowed, tf.range(self.vocab_size)[None, :] != END)
         best_numeric = tf.argmax(tf.where(numeric, logits, tf.float32.min), axis=1)
-        stop = probabilities[:, END] >= STOP_PROBABILITY
+        if not may_stop and not last:
+            return best_numeric
+        stop = self.stop_probability(logits, previous, last) >= STOP_PROBABILITY
         return tf.where(stop, tf.constant(END, tf.int64), best_numeric)
 
     def greedy_decode(self, inputs: Mapping[str, tf.Tensor]):
         """Greedy decoding up to END or the last position.
 
+        A zero label is the sequence [END]. Where zeros are common (LTV: over half the labels) the
+        first step's P(END) is near 1/2 for almost everyone, and a hard first decision predicts 0 for
+        nearly every example, which ranks nothing. So the value path never stops at the first step:
+        the prediction is P(not END first) times the value of the path decoded after a forced first
+        numeric token, i.e. the hurdle mean. Without zeros P(END first) is near 0 and this is the
+        plain greedy decode.
+
         Returns:
-          token ids [B, T] (PAD after END), logits [B, T, V], and the prediction [B] in label units:
-          the windowed soft-argmax summed over the numeric positions, / scale (as the GR code evaluates).
+          token ids [B, T] (the greedy path: [END, PAD, ...] where stopping first is likelier; PAD
+          after END), logits [B, T, V] of the value path, and the prediction [B] in label units: the
+          windowed soft-argmax summed over the numeric positions, / scale (as the GR code evaluates),
+          times P(not END first).
         """
         memory = self._memory(inputs)
         batch = tf.shape(memory)[0]
         ids = [tf.fill([batch], tf.constant(START, tf.int64))]
         finished = tf.zeros([batch], tf.bool)
         step_logits, soft_values = [], []
+        stop_first = tf.zeros([batch])
         for position in range(self.sequence_length):
+            last = position == self.sequence_length - 1
             logits = self._decode(self.token_embedding(tf.stack(ids, axis=1)), memory)[:, -1]
-            chosen = self.next_token(logits, ids[-1], last=position == self.sequence_length - 1)
+            if position == 0:
+                stop_first = self.stop_probability(logits, ids[-1], last)
+            chosen = self.next_token(logits, ids[-1], last=last, may_stop=position > 0)
             chosen = tf.where(finished, tf.constant(PAD, tf.int64), chosen)
             finished = tf.logical_or(finished, chosen == END)
             soft = windowed_soft_argmax(logits[:, None], self.id_values, self.half_window)[:, 0]
             soft_values.append(tf.where(finished, tf.zeros_like(soft), soft))
             ids.append(chosen)
             step_logits.append(logits)
-        prediction = tf.add_n(soft_values) / self.scale
-        return tf.stack(ids[1:], axis=1), tf.stack(step_logits, axis=1), prediction
+        if self.sequence_length > 1:
+            prediction = (1.0 - stop_first) * tf.add_n(soft_values) / self.scale
+        else:
+            prediction = tf.add_n(soft_values) / self.scale
+        token_ids = tf.stack(ids[1:], axis=1)
+        zero_path = tf.concat([tf.fill([batch, 1], tf.constant(END, tf.int64)),
+                               tf.fill([batch, self.sequence_length - 1], tf.constant(PAD, tf.int64))], axis=1)
+        token_ids = tf.where((stop_first >= STOP_PROBABILITY)[:, None], zero_path, token_ids)
+        return token_ids, tf.stack(step_logits, axis=1), prediction
 
     # Only static Python control flow below: skipping AutoGraph conversion saves seconds of tracing.
     @tf.autograph.experimental.do_not_convert

@@ -5,10 +5,22 @@ start vector at step 1) and the encoded features, and emits logits over level l'
 loss (`losses`) is the code cross-entropy of every level plus a Huber term on the decoded value
 E[t] = Σ_l Σ_k p_l(k)·C_l[k], so the code probabilities are also trained to land near the target.
 
-Prediction enumerates the whole code tree (Π K_l leaves): the probability of every code path,
-chained through the LSTM, times that path's decoded value in label units gives the predictive
-mean; the same leaf distribution gives its median and an 80% interval, and a greedy walk down
-the tree the codes.
+Decoding (`decoding`, the serving outputs):
+  - "tree": enumerate the whole code tree (Π K_l leaves): the probability of every code path,
+    chained through the LSTM, times that path's decoded value in label units gives the exact
+    predictive mean; the same leaf distribution gives the median and the 80% interval.
+  - "beam": the same over a beam: every first-level code is kept (the first level carries most
+    of the value, and its probability is spread over many codes), then under each of them only
+    the `beam_width` most probable prefixes are extended at each further level but the last,
+    which is expanded in full (the zero code's subtree counts as one path, since it decodes to 0
+    whatever follows); leaf probabilities are renormalised. K_1 · beam_width · K_L leaves
+    instead of Π K_l.
+  - "greedy": `prediction` is the decoded value of the greedy code path (the most probable code
+    at each level given the codes chosen above it); the distribution outputs come from the beam.
+  - "expectation": `prediction` is t⁻¹ of the chained expectation Σ_l Σ_k p_l(k)·C_l[k] along the
+    greedy path (the decoded value of training, with the model's own codes); distribution outputs
+    from the beam.
+`codes` is the greedy path in every mode.
 """
 
 from typing import Dict, List, Mapping, Sequence
@@ -27,6 +39,7 @@ def level_key(level: int) -> str:
 
 
 VALUE_KEY = "value"
+DECODINGS = ("tree", "beam", "greedy", "expectation")
 
 
 class RQRegModel(base.ValueModel):
@@ -37,6 +50,9 @@ class RQRegModel(base.ValueModel):
         in transformed units (level 1 starts with the zero code).
       embedding_dim, hidden_units, lstm_units: layer sizes.
       regression_weight: weight of the Huber term on the decoded value.
+      rnc_weight, rnc_temperature: Rank-N-Contrast on the code-path embeddings (0 turns it off).
+      sampling_probability: the final scheduled-sampling rate.
+      decoding, beam_width: how serving reads the code distribution (module docstring).
 
     Inputs: dict of transformed features; for training also `rq_codes` [B, L] (teacher forcing).
     Outputs of `call`: `level_l` logits [B, K_l] and `value` = E[t] [B].
@@ -44,8 +60,13 @@ class RQRegModel(base.ValueModel):
 
     def __init__(self, context: base.TrainContext, embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64),
                  lstm_units: int = 64, regression_weight: float = 1.0, rnc_weight: float = 0.0,
-                 rnc_temperature: float = 2.0, sampling_probability: float = 0.0, **kwargs):
+                 rnc_temperature: float = 2.0, sampling_probability: float = 0.0, decoding: str = "tree",
+                 beam_width: int = 4, **kwargs):
         super().__init__(context, embedding_dim, hidden_units, **kwargs)
+        if decoding not in DECODINGS:
+            raise ValueError(f"model.decoding: {decoding!r} is not one of {DECODINGS}")
+        self.decoding = decoding
+        self.beam_width = int(beam_width)
         self.rnc_weight = rnc_weight
         self.rnc_temperature = rnc_temperature
         self.sampling_probability = sampling_probability
@@ -74,7 +95,8 @@ class RQRegModel(base.ValueModel):
         return cls(context, embedding_dim=config["embedding_dim"], hidden_units=config["hidden_units"],
                    lstm_units=config["lstm_units"], regression_weight=config["regression_weight"],
                    rnc_weight=config.get("rnc_weight", 0.0), rnc_temperature=config.get("rnc_temperature", 2.0),
-                   sampling_probability=config.get("sampling_probability", 0.0))
+                   sampling_probability=config.get("sampling_probability", 0.0),
+                   decoding=config.get("decoding", "tree"), beam_width=config.get("beam_width", 4))
 
     def training_callbacks(self, total_steps: int):
         """Scheduled sampling: the sampling rate ramps linearly from 0 to sampling_probability."""
@@ -169,25 +191,116 @@ class RQRegModel(base.ValueModel):
                 paths *= size
         return probs
 
+    def beam(self, inputs: Mapping[str, tf.Tensor], width: int):
+        """The leaves of a beam search over code paths.
+
+        Returns (probabilities [B, P], decoded values in transformed units [B, P], codes [B, P, L]);
+        P = K_1 with one level, else K_1 · min(width, ·) · K_L; probabilities renormalised to sum
+        to 1.
+        """
+        context = self.encoder(inputs)
+        batch = tf.shape(context)[0]
+        state = self._start_state(context)
+        previous = tf.tile(self.start, [batch, 1])
+        path_probs = tf.ones([batch, 1])
+        path_values = tf.zeros([batch, 1])
+        path_codes = tf.zeros([batch, 1, 0], tf.int64)
+        is_zero = tf.zeros([batch, 1], tf.bool)
+        paths = 1
+        for level, size in enumerate(self.sizes):
+            logits, state = self._step(level, previous, context, state)
+            p = tf.reshape(tf.nn.softmax(logits), [batch, paths, size])
+            centroids = tf.constant(self.levels[level])
+            if level > 0:  # a zero-coded prefix decodes to 0 whatever follows: keep it as one path
+                one_hot = tf.one_hot(tf.zeros([batch, paths], tf.int32), size)
+                p = tf.where(is_zero[:, :, None], one_hot, p)
+            joint = tf.reshape(path_probs[:, :, None] * p, [batch, paths * size])
+            values = tf.reshape(path_values[:, :, None] + centroids[None, None, :], [batch, paths * size])
+            parent = tf.repeat(tf.range(paths), size)[None, :] + tf.zeros([batch, 1], tf.int32)
+            code = tf.tile(tf.range(size, dtype=tf.int64), [paths])[None, :] + tf.zeros([batch, 1], tf.int64)
+            if level == 0 and level + 1 < len(self.sizes):
+                kept, path_probs, path_values = paths * size, joint, values  # every first-level code
+            elif level + 1 < len(self.sizes):
+                # Under each first-level code, the `width` most probable prefixes.
+                groups = self.sizes[0]
+                per_group = paths * size // groups
+                kept = groups * min(width, per_group)
+                top, index = tf.math.top_k(tf.reshape(joint, [batch, groups, per_group]), k=kept // groups)
+                path_probs = tf.reshape(top, [batch, kept])
+                index = tf.reshape(index + tf.range(groups)[None, :, None] * per_group, [batch, kept])
+                parent = tf.gather(parent, index, batch_dims=1)
+                code = tf.gather(code, index, batch_dims=1)
+                path_values = tf.gather(values, index, batch_dims=1)
+            else:
+                kept, path_probs, path_values = paths * size, joint, values
+            path_codes = tf.concat([tf.gather(path_codes, parent, batch_dims=1), code[:, :, None]], axis=2)
+            is_zero = tf.gather(is_zero, parent, batch_dims=1)
+            if level == 0:
+                is_zero = is_zero | (code == codebook.ZERO_CODE)
+            if level + 1 < len(self.sizes):
+                state = [tf.reshape(tf.gather(tf.reshape(s, [batch, paths, -1]), parent, batch_dims=1),
+                                    [batch * kept, -1]) for s in state]
+                context = tf.repeat(context, kept, axis=0) if paths == 1 else tf.reshape(
+                    tf.gather(tf.reshape(context, [batch, paths, -1]), parent, batch_dims=1), [batch * kept, -1])
+                previous = self.code_embeddings[level](tf.reshape(code, [-1]))
+            paths = kept
+        path_values = tf.where(is_zero, tf.zeros_like(path_values), path_values)
+        probs = path_probs / tf.reduce_sum(path_probs, axis=1, keepdims=True)
+        return probs, path_values, path_codes
+
+    def greedy_walk(self, inputs: Mapping[str, tf.Tensor]):
+        """The greedy code path: (codes [B, L], its decoded value [B] and the chained expectation
+        E_1 + P(not zero) · Σ_{l>1} E_l [B] along it, both in transformed units), where E_l is the
+        probability-weighted mean centroid of level l given the codes chosen above it (the decoded
+        value of training, with the model's own codes instead of the true ones)."""
+        context = self.encoder(inputs)
+        batch = tf.shape(context)[0]
+        state = self._start_state(context)
+        previous = tf.tile(self.start, [batch, 1])
+        codes, expected = [], []
+        for level in range(len(self.sizes)):
+            logits, state = self._step(level, previous, context, state)
+            p = tf.nn.softmax(logits)
+            expected.append(tf.linalg.matvec(p, tf.constant(self.levels[level])))
+            if level == 0:
+                nonzero = 1.0 - p[:, codebook.ZERO_CODE]
+            codes.append(tf.argmax(p, axis=1))
+            previous = self.code_embeddings[level](codes[-1])
+        codes = tf.stack(codes, axis=1)
+        expectation = expected[0] + nonzero * tf.add_n(expected[1:]) if len(expected) > 1 else expected[0]
+        return codes, self._decode(codes), expectation
+
     def serving_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        """Serving outputs, all in label units: `prediction` (the mean), `median`, `lower`/`upper`
-        (the INTERVAL_QUANTILES of the predictive distribution) [B], and greedy `codes` [B, L]."""
-        probs = self.leaf_probabilities(inputs)
-        cumulative = tf.cumsum(tf.gather(probs, self._leaf_order, axis=1), axis=1)
-        sorted_values = tf.gather(self._leaf_values, self._leaf_order)
+        """Serving outputs, all in label units: `prediction`, `median`, `lower`/`upper` (the
+        INTERVAL_QUANTILES of the predictive distribution) [B], and greedy `codes` [B, L]."""
+        lower_q, upper_q = base.INTERVAL_QUANTILES
+        if self.decoding == "tree":
+            probs = self.leaf_probabilities(inputs)
+            order = tf.broadcast_to(self._leaf_order[None, :], tf.shape(probs))
+            values = tf.broadcast_to(self._leaf_values[None, :], tf.shape(probs))
+            outputs = {"prediction": tf.linalg.matvec(probs, self._leaf_values),
+                       "codes": self._greedy_codes(probs)}
+        else:
+            probs, values_t, _ = self.beam(inputs, self.beam_width)
+            values = label_transform.inverse(values_t, self.label_transform_name)
+            order = tf.argsort(values, axis=1, stable=True)
+            codes, greedy_value, expectation = self.greedy_walk(inputs)
+            outputs = {"codes": codes}
+            if self.decoding == "beam":
+                outputs["prediction"] = tf.reduce_sum(probs * values, axis=1)
+            elif self.decoding == "greedy":
+                outputs["prediction"] = label_transform.inverse(greedy_value, self.label_transform_name)
+            else:
+                outputs["prediction"] = label_transform.inverse(expectation, self.label_transform_name)
+        cumulative = tf.cumsum(tf.gather(probs, order, batch_dims=1), axis=1)
+        sorted_values = tf.gather(values, order, batch_dims=1)
 
         def quantile(q: float) -> tf.Tensor:
             rank = tf.argmax(tf.cast(cumulative >= q, tf.int32), axis=1)
-            return tf.gather(sorted_values, rank)
+            return tf.gather(sorted_values, rank, batch_dims=1)
 
-        lower_q, upper_q = base.INTERVAL_QUANTILES
-        return {
-            "prediction": tf.linalg.matvec(probs, self._leaf_values),
-            "median": quantile(0.5),
-            "lower": quantile(lower_q),
-            "upper": quantile(upper_q),
-            "codes": self._greedy_codes(probs),
-        }
+        outputs.update(median=quantile(0.5), lower=quantile(lower_q), upper=quantile(upper_q))
+        return outputs
 
     def _greedy_codes(self, probs: tf.Tensor) -> tf.Tensor:
         """Coarse to fine: the most probable code of each level given the codes chosen above it, [B, L]."""

@@ -43,6 +43,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("FEAST_USAGE", "False")
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 DATASETS = ("cdnow", "synthetic_ltv", "watch_time")
 VALIDATION_FRACTION = 0.1
@@ -56,10 +57,13 @@ ONE_LEVEL = "rqreg_one_level"
 ABLATIONS = {
     "rqreg_no_rnc": ("rqreg (no RnC)", {"rnc_weight": 0.0}),
     "rqreg_no_ss": ("rqreg (no scheduled sampling)", {"sampling_probability": 0.0}),
-    "rqreg_no_reg": ("rqreg (no regression head)", {"regression_weight": 0.0}),
+    "rqreg_reg": ("rqreg (with regression head)", {"regression_weight": 1.0}),
     ONE_LEVEL: ("rqreg (one level)", {}),
 }
 BASE_KIND = "rqreg"
+# ModelConfig fields that Transform uses (models.preprocessing.transform_config): fixed per data set here.
+TRANSFORM_SETTINGS = ("label_transform", "value_buckets", "codebook_sizes", "first_level_median",
+                      "codebook_resolution")
 # Eval rows scored with every numeric feature far out of range (only the categorical features differ).
 OOD_ROWS = 256
 
@@ -148,6 +152,32 @@ def available_rows() -> Tuple[List[Row], List[str]]:
     if BASE_KIND in kinds:
         rows += [Row(row_id, label, BASE_KIND, changes) for row_id, (label, changes) in ABLATIONS.items()]
     return rows, notes
+
+
+def parse_variant(text: str) -> Row:
+    """A row from `--variant "ID: key=value key=value ..."`: ModelConfig changes (YAML values), kind
+    `rqreg` unless `kind=` says otherwise. An rqreg variant is never counted as a baseline."""
+    from pipeline import config as config_lib
+
+    row_id, _, spec = text.partition(":")
+    row_id, items = row_id.strip(), spec.split()
+    if not row_id or not items or any("=" not in item for item in items):
+        raise ValueError(f"--variant {text!r}: expected 'ID: key=value [key=value ...]', e.g. "
+                         "'lr_low: learning_rate=0.001'")
+    fields = {f.name for f in dataclasses.fields(config_lib.ModelConfig)}
+    changes: Dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in fields:
+            raise ValueError(f"--variant {row_id}: {key!r} is not a model setting (known: {', '.join(sorted(fields))})")
+        if key in TRANSFORM_SETTINGS:
+            raise ValueError(f"--variant {row_id}: {key!r} is a Transform setting; the bench analyses each data "
+                             "set once with the defaults, so a variant cannot change it")
+        parsed = yaml.safe_load(value)
+        changes[key] = tuple(parsed) if isinstance(parsed, list) else parsed
+    kind = changes.pop("kind", BASE_KIND)
+    config_lib.ModelConfig(kind=kind, **changes)  # raises ConfigError naming a bad value
+    return Row(row_id, f"{row_id} ({' '.join(items)})", kind, changes)
 
 
 def applies(row: Row, dataset: str) -> bool:
@@ -375,6 +405,26 @@ def predict(fn, columns: Mapping[str, np.ndarray], batch: int = 1024) -> Dict[st
     return {key: np.concatenate(v) for key, v in parts.items()}
 
 
+def scores(labels: np.ndarray, outputs: Mapping[str, np.ndarray]) -> Dict[str, float]:
+    """The table's accuracy metrics of one set of serving outputs on the eval labels (label units)."""
+    from models import metrics
+
+    summary = metrics.summary(labels, outputs["prediction"])
+    return {
+        "mae": summary["mae"],
+        "mae_median": metrics.mae(labels, outputs["median"]),
+        "rmse": summary["rmse"],
+        "normalized_gini": summary["normalized_gini"],
+        "spearman": summary["spearman"],
+        "xauc": summary["xauc"],
+        **calibration_errors(labels, outputs["prediction"]),
+        "coverage_80": metrics.interval_coverage(labels, outputs["lower"], outputs["upper"]),
+        "mean_label": summary["mean_label"],
+        "mean_prediction": summary["mean_prediction"],
+        "eval_count": summary["count"],
+    }
+
+
 def calibration_errors(labels: np.ndarray, predictions: np.ndarray) -> Dict[str, float]:
     """Decile calibration two ways (models.metrics.decile_calibration divides by each decile's mean
     label, which is 0 for deciles of zeros):
@@ -456,7 +506,7 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     import tensorflow as tf
     import tf_keras as keras
 
-    from models import calibration, metrics, trainer
+    from models import calibration, trainer
     from schemas import features
 
     config, notes = model_settings(prepared, row, seed, budget)
@@ -494,24 +544,13 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     outputs = predict(predict_fn, eval_x)
     predict_s = time.perf_counter() - started
     prediction = outputs["prediction"]
-    summary = metrics.summary(labels, prediction)
     result = {
-        "mae": summary["mae"],
-        "mae_median": metrics.mae(labels, outputs["median"]),
-        "rmse": summary["rmse"],
-        "normalized_gini": summary["normalized_gini"],
-        "spearman": summary["spearman"],
-        "xauc": summary["xauc"],
-        **calibration_errors(labels, prediction),
-        "coverage_80": metrics.interval_coverage(labels, outputs["lower"], outputs["upper"]),
+        **scores(labels, outputs),
         "coverage_80_top_bucket": _top_bucket_coverage(labels, outputs, eval_x, config),
         "coverage_80_validation_uncalibrated": calibrated["coverage_before"],
         "interval_offset_lower": calibrated["offset_lower"],
         "interval_offset_upper": calibrated["offset_upper"],
-        "mean_label": summary["mean_label"],
-        "mean_prediction": summary["mean_prediction"],
         "distinct_predictions": int(np.unique(prediction).size),
-        "eval_count": summary["count"],
     }
     ood = predict(predict_fn, out_of_range(eval_x, context.numeric_keys, OOD_ROWS))
     result["ood_max_prediction"] = float(np.max(ood["prediction"]))
@@ -523,6 +562,12 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
         # The serving signature (raw examples -> transform layer -> model) must agree with predict_outputs.
         result["serving_vs_predict_max_abs_diff"] = float(np.max(np.abs(
             served["prediction"][:n].astype(np.float64) - prediction[:n])))
+    if row.id == BASE_KIND and hasattr(model, "decoding"):
+        from pipeline import bench_decoding
+        result["beam_width"] = config.get("beam_width")
+        result["decodings"] = bench_decoding.evaluate(
+            model, prepared, config, budget, eval_x, labels,
+            tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(1024), time_serving)
     result.update(
         train_s=train_s,
         predict_s=predict_s,
@@ -618,7 +663,7 @@ def target_checks(dataset: str, rows: Mapping[str, Mapping[str, Any]]) -> Dict[s
     for metric in TARGETS[family]:
         higher = METRICS[metric][1]
         for row_id, row in rows.items():
-            if row_id == BASE_KIND or row_id in ABLATIONS:
+            if row_id == BASE_KIND or row_id in ABLATIONS or row.get("kind") == BASE_KIND:  # RQ-Reg's own rows
                 continue
             theirs = row["aggregate"]
             lead = (ours[metric]["mean"] - theirs[metric]["mean"]) * (1 if higher else -1)
@@ -717,6 +762,9 @@ def render(result: Mapping[str, Any]) -> str:
             steps = _cell(agg, "best_step")
             lines.append(f"| {row['label']} | " + " | ".join(_cell(agg, k) for k in METRICS) + f" | {steps} |")
         lines += ["", "*steps*: step of the restored (best-validation) weights (mean ± std)."]
+        if BASE_KIND in ds["rows"]:
+            from pipeline import bench_decoding
+            lines += bench_decoding.render(ds["rows"][BASE_KIND]["runs"], _default_decoding())
         constant = {row["label"]: sum(run.get("distinct_predictions", 2) <= 1 for run in row["runs"])
                     for row in ds["rows"].values()}
         constant = {label: n for label, n in constant.items() if n}
@@ -773,6 +821,11 @@ def render(result: Mapping[str, Any]) -> str:
     lines += ["The evaluation was not tuned to pass these targets: budgets and settings were fixed before "
               "the run, the eval split is never seen during training or early stopping.", ""]
     return "\n".join(lines)
+
+
+def _default_decoding() -> str:
+    from pipeline import config as config_lib
+    return config_lib.ModelConfig().decoding
 
 
 def _hardware() -> str:
@@ -849,8 +902,10 @@ def _flush_print(message: str) -> None:
 
 
 def run_bench(datasets: Sequence[str], models: Optional[Sequence[str]], seeds: int, budget: Budget,
-              out_dir: str, work_dir: str, command: str, log=print) -> Dict[str, Any]:
-    """Runs the bench and writes RESULTS.md and results.json under out_dir; returns the results dict."""
+              out_dir: str, work_dir: str, command: str, log=print, variants: Sequence[Row] = ()) -> Dict[str, Any]:
+    """Runs the bench and writes RESULTS.md and results.json under out_dir; returns the results dict.
+
+    `variants` (see `parse_variant`) are run after the selected rows."""
     started = time.time()
     if log is print:
         log = _flush_print
@@ -861,6 +916,12 @@ def run_bench(datasets: Sequence[str], models: Optional[Sequence[str]], seeds: i
         for m in unknown:
             notes.append(f"model {m!r} is not registered in models.registry (yet); skipped")
         rows = [r for r in rows if r.id in models]
+    taken = {r.id for r in rows}
+    for variant in variants:
+        if variant.id in taken:
+            raise ValueError(f"--variant {variant.id}: the id is already a row; choose another")
+        taken.add(variant.id)
+    rows += list(variants)
     result: Dict[str, Any] = {
         "command": command,
         "rows": [dataclasses.asdict(r) for r in rows],
@@ -934,6 +995,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--models", nargs="+", default=None,
                         help="row ids: registered kinds (rqreg, ziln, mse, logmse, twostage, ...) and ablations "
                              f"({', '.join(ABLATIONS)}); default: all")
+    parser.add_argument("--variant", action="append", default=[], metavar='"ID: key=value ..."',
+                        help="an extra row with ModelConfig changes, e.g. --variant 'lr_low: learning_rate=0.001' "
+                             "or --variant 'ziln_slow: kind=ziln learning_rate=0.001' (repeatable)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiplies data sizes and step budgets (default 1.0)")
@@ -954,9 +1018,15 @@ def main(args) -> int:
         print("rqvalue bench: --scale must be positive", file=sys.stderr)
         return 2
     budget = budget_for(args.scale, args.tiny)
+    try:
+        variants = [parse_variant(text) for text in args.variant]
+    except ValueError as e:  # ConfigError too
+        print(f"rqvalue bench: {e}", file=sys.stderr)
+        return 2
     command = "rqvalue bench " + " ".join(
         [f"--datasets {' '.join(args.datasets)}" if list(args.datasets) != list(DATASETS) else "",
          f"--models {' '.join(args.models)}" if args.models else "",
+         " ".join(f"--variant '{text}'" for text in args.variant),
          f"--seeds {args.seeds}" if args.seeds != 3 else "",
          f"--scale {args.scale:g}" if args.scale != 1.0 else "",
          "--tiny" if args.tiny else "",
@@ -968,7 +1038,7 @@ def main(args) -> int:
         work_dir = tempfile.mkdtemp(prefix="rqvalue_bench_")
     try:
         run_bench(args.datasets, args.models, args.seeds, budget, os.path.abspath(args.out),
-                  os.path.abspath(work_dir), command)
+                  os.path.abspath(work_dir), command, variants=variants)
     finally:
         if temporary:
             shutil.rmtree(work_dir, ignore_errors=True)

@@ -101,6 +101,7 @@ class DataConfig:
 
 
 MODEL_KINDS = ("rqreg", "ziln", "mse", "logmse", "twostage", "gr", "d2q")
+DECODINGS = ("tree", "beam", "greedy", "expectation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,14 +117,17 @@ class ModelConfig:
     embedding_dim: int = 16
     hidden_units: Tuple[int, ...] = (64, 64)
     lstm_units: int = 64
-    regression_weight: float = 1.0
+    regression_weight: float = 0.0  # RQ-Reg's Huber term on the decoded value; 0 by measurement (README)
     rnc_weight: float = 0.1
     rnc_temperature: float = 2.0
     sampling_probability: float = 0.25
+    decoding: str = "tree"  # RQ-Reg serving: tree | beam | greedy | expectation (models/model.py)
+    beam_width: int = 4  # code prefixes kept per level by the beam decodings
     duration_feature: str = ""
     duration_groups: int = 10
     gr_label_scale: Optional[float] = None
     gr_mixup_probability: float = 0.5
+    gr_regression_weight: float = 1.0  # GR's Huber term on the windowed soft-argmax value
     learning_rate: float = 3e-3
     batch_size: int = 256
     train_steps: int = 2000
@@ -140,10 +144,12 @@ class ModelConfig:
             raise ConfigError(f"model.label_transform: {self.label_transform!r} must be 'log1p' or 'identity'")
         if not self.codebook_sizes or any(k < 2 for k in self.codebook_sizes):
             raise ConfigError(f"model.codebook_sizes: {self.codebook_sizes} needs one or more levels of at least 2 codes")
+        if self.decoding not in DECODINGS:
+            raise ConfigError(f"model.decoding: {self.decoding!r} is not one of {', '.join(DECODINGS)}")
         if self.value_buckets < 2:
             raise ConfigError(f"model.value_buckets: {self.value_buckets} must be at least 2")
         for field in ("train_steps", "eval_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every",
-                      "patience"):
+                      "patience", "beam_width"):
             if getattr(self, field) < 1:
                 raise ConfigError(f"model.{field}: must be a positive integer")
 

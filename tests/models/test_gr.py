@@ -161,3 +161,15 @@ def test_greedy_decoding_weighs_end_against_all_numeric_tokens_together():
     # Only tokens no larger than the previous one are admitted.
     after = tf.constant([gr.NUM_SPECIAL + 6], tf.int64)
     assert model.next_token(logits, after, last=False).numpy()[0] == gr.NUM_SPECIAL + 8
+
+
+def test_zero_inflated_labels_get_the_hurdle_mean_not_a_hard_zero(trained):
+    model, _, inputs, labels = trained
+    token_ids, logits, prediction = model.greedy_decode(inputs)
+    stop_first = model.stop_probability(logits[:, 0], tf.fill([len(labels)], tf.constant(gr.START, tf.int64)),
+                                        last=False).numpy()
+    likely_zero = stop_first >= gr.STOP_PROBABILITY
+    assert 0 < likely_zero.sum() < len(labels)  # `_data` is zero-inflated
+    np.testing.assert_array_equal(token_ids.numpy()[likely_zero, 0], gr.END)  # the greedy path says zero ...
+    assert np.all(prediction.numpy()[likely_zero] > 0)  # ... the value is (1 - P(END first)) x the path's
+    assert np.unique(prediction.numpy()[likely_zero]).size > likely_zero.sum() // 2  # they still rank

@@ -118,3 +118,74 @@ def test_full_objective_with_rnc_and_scheduled_sampling_falls():
     history = model.fit(tensors, targets, batch_size=64, epochs=15, verbose=0,
                         callbacks=model.training_callbacks(15 * 8)).history["loss"]
     assert history[-1] < 0.6 * history[0]
+
+
+# -- decoding ---------------------------------------------------------------------------------------
+
+def _trained(book, inputs, t, steps=60):
+    keras.utils.set_random_seed(3)
+    model = _model(book)
+    loss, weights = model.loss_config()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, loss_weights=weights)
+    model.fit(inputs, model.training_targets(inputs, tf.constant(t)), batch_size=64, epochs=steps // 8, verbose=0)
+    return model
+
+
+def test_a_beam_wide_enough_for_every_prefix_is_the_tree():
+    inputs, t, book = _data(256)
+    model = _trained(book, inputs, t)
+    sample = {k: v[:40] for k, v in inputs.items()}
+    tree = model.serving_outputs(sample)
+    model.decoding, model.beam_width = "beam", SIZES[1]  # every second-level code under each first
+    beam = model.serving_outputs(sample)
+    for key in ("prediction", "median", "lower", "upper"):
+        np.testing.assert_allclose(beam[key].numpy(), tree[key].numpy(), rtol=1e-4, atol=1e-3, err_msg=key)
+    np.testing.assert_array_equal(beam["codes"].numpy()[:, 0], tree["codes"].numpy()[:, 0])
+
+
+def test_a_narrow_beam_keeps_a_proper_distribution_and_the_zero_mass():
+    inputs, t, book = _data(256)
+    model = _trained(book, inputs, t)
+    sample = {k: v[:40] for k, v in inputs.items()}
+    probs, values, codes = model.beam(sample, 2)
+    leaves = SIZES[0] * 2 * SIZES[-1]
+    assert probs.shape == (40, leaves) and codes.shape == (40, leaves, len(SIZES))
+    assert set(np.unique(codes.numpy()[:, :, 0])) == set(range(SIZES[0]))  # every first-level code kept
+    np.testing.assert_allclose(probs.numpy().sum(axis=1), 1.0, rtol=1e-5)
+    # The zero code's subtree is one path: where it is the likelier half it is never pruned, so its
+    # whole probability survives (renormalisation can only raise it).
+    tree = model.leaf_probabilities(sample).numpy().reshape((40,) + SIZES)
+    p_zero = tree[:, codebook.ZERO_CODE].sum(axis=(1, 2))
+    zero_mass = np.where(codes.numpy()[:, :, 0] == codebook.ZERO_CODE, probs.numpy(), 0.0).sum(axis=1)
+    likely_zero = p_zero > 0.5
+    assert likely_zero.sum() >= 5
+    assert np.all(zero_mass[likely_zero] >= p_zero[likely_zero] - 1e-5)
+    assert np.all(values.numpy()[codes.numpy()[:, :, 0] == codebook.ZERO_CODE] == 0.0)
+
+
+@pytest.mark.parametrize("decoding", ["greedy", "expectation"])
+def test_point_decodings_are_bounded_and_ordered_with_the_interval(decoding):
+    inputs, t, book = _data(256)
+    model = _trained(book, inputs, t)
+    model.decoding = decoding
+    outputs = model.predict_outputs({k: v[:50] for k, v in inputs.items()})
+    _, leaf_targets = codebook.leaf_values(book)
+    prediction = outputs["prediction"].numpy()
+    assert np.all(prediction >= 0.0) and np.all(prediction <= np.expm1(leaf_targets.max()) + 1e-2)
+    lower, median, upper = (outputs[k].numpy() for k in ("lower", "median", "upper"))
+    assert np.all(lower <= median) and np.all(median <= upper)
+
+
+def test_greedy_prediction_is_the_value_of_the_greedy_codes():
+    inputs, t, book = _data(256)
+    model = _trained(book, inputs, t)
+    model.decoding = "greedy"
+    outputs = model.serving_outputs({k: v[:30] for k, v in inputs.items()})
+    decoded = np.expm1(codebook.decode(outputs["codes"].numpy(), book))
+    np.testing.assert_allclose(outputs["prediction"].numpy(), decoded, rtol=1e-4, atol=1e-3)
+
+
+def test_unknown_decoding_is_named():
+    _, _, book = _data(8)
+    with pytest.raises(ValueError, match="model.decoding: 'mode'"):
+        rq_model.RQRegModel(_context(book), decoding="mode")

@@ -53,6 +53,24 @@ def test_json_has_every_row_with_finite_metrics(tiny_bench):
     assert {c["baseline"] for c in dataset["targets"]["comparisons"]} == {"ziln"}
 
 
+def test_every_decoding_rule_is_scored_on_the_default_rqreg_run(tiny_bench):
+    from models import model as rq_model
+    from pipeline import config as config_lib
+
+    results, markdown = tiny_bench
+    [run] = results["results"]["synthetic_ltv"]["rows"]["rqreg"]["runs"]
+    assert set(run["decodings"]) == set(rq_model.DECODINGS)
+    default = run["decodings"][config_lib.ModelConfig().decoding]
+    assert default["normalized_gini"] == pytest.approx(run["normalized_gini"], abs=1e-9)  # the row's own
+    for decoding, values in run["decodings"].items():
+        assert math.isfinite(values["mae"]) and math.isfinite(values["serve_ms_per_1000"]), decoding
+        assert 0.0 <= values["coverage_80"] <= 1.0
+    assert "RQ-Reg decoding rules on the same trained models" in markdown
+    for decoding in rq_model.DECODINGS:
+        assert f"| {decoding} |" in markdown
+    assert "decodings" not in results["results"]["synthetic_ltv"]["rows"]["ziln"]["runs"][0]
+
+
 def test_markdown_has_the_table_and_the_targets(tiny_bench):
     _, markdown = tiny_bench
     assert "## synthetic_ltv" in markdown
@@ -88,3 +106,26 @@ def test_scale_multiplies_sizes_and_step_budgets():
     assert half.max_steps == bench.DEFAULT_BUDGET.max_steps // 2
     assert bench.budget_for(10.0).rows["cdnow"] is None  # more than CDNOW has: all customers
     assert bench.budget_for(1.0, tiny=True) == bench.TINY_BUDGET
+
+
+def test_variant_rows_parse_model_settings_and_name_bad_ones():
+    row = bench.parse_variant("wide: hidden_units=[128,64] learning_rate=0.001")
+    assert (row.id, row.kind) == ("wide", "rqreg")
+    assert row.changes == {"hidden_units": (128, 64), "learning_rate": 0.001}
+    with pytest.raises(ValueError, match="'codebook_sizes' is a Transform setting"):
+        bench.parse_variant("big: codebook_sizes=[64,16,16]")
+    assert bench.parse_variant("ziln_slow: kind=ziln learning_rate=0.001").kind == "ziln"
+    with pytest.raises(ValueError, match="'learning_rat' is not a model setting"):
+        bench.parse_variant("typo: learning_rat=0.1")
+    with pytest.raises(ValueError, match="model.decoding"):
+        bench.parse_variant("bad: decoding=mode")
+    with pytest.raises(ValueError, match="expected 'ID: key=value"):
+        bench.parse_variant("no_settings")
+
+
+def test_rqreg_variants_are_not_baselines():
+    agg = {"normalized_gini": {"mean": 0.5, "std": 0.0, "n": 3}, "spearman": {"mean": 0.3, "std": 0.0, "n": 3},
+           "mae": {"mean": 1.0, "std": 0.0, "n": 3}}
+    rows = {"rqreg": {"kind": "rqreg", "aggregate": agg}, "big": {"kind": "rqreg", "aggregate": agg},
+            "ziln_slow": {"kind": "ziln", "aggregate": agg}}
+    assert {c["baseline"] for c in bench.target_checks("cdnow", rows)["comparisons"]} == {"ziln_slow"}
