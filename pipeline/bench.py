@@ -567,7 +567,7 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
         result["beam_width"] = config.get("beam_width")
         result["decodings"] = bench_decoding.evaluate(
             model, prepared, config, budget, eval_x, labels,
-            tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(1024), time_serving)
+            tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(1024), time_serving, own=result)
     result.update(
         train_s=train_s,
         predict_s=predict_s,

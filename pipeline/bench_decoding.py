@@ -26,8 +26,11 @@ COLUMNS = {
 
 
 def evaluate(model, prepared, config: Mapping[str, Any], budget, eval_x: Mapping[str, np.ndarray],
-             labels: np.ndarray, validation, time_serving: bool) -> Dict[str, Dict[str, float]]:
-    """Metrics of every decoding rule of one trained RQ-Reg model; leaves the model as it was."""
+             labels: np.ndarray, validation, time_serving: bool, own: Mapping[str, Any]
+             ) -> Dict[str, Dict[str, float]]:
+    """Metrics of every decoding rule of one trained RQ-Reg model; leaves the model as it was.
+
+    `own` holds the run's metrics under the model's own decoding, which are reused, not recomputed."""
     from models import calibration
     from models import model as rq_model
     from pipeline import bench
@@ -36,6 +39,9 @@ def evaluate(model, prepared, config: Mapping[str, Any], budget, eval_x: Mapping
     results = {}
     try:
         for decoding in rq_model.DECODINGS:
+            if decoding == original:
+                results[decoding] = {key: own[key] for key in (*COLUMNS, "predict_s") if key in own}
+                continue
             model.decoding = decoding
             calibration.calibrate_model(model, validation, log=None)
             started = time.perf_counter()
