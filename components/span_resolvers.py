@@ -134,20 +134,21 @@ def rolling_window_resolver(example_gen, span: int, num_spans: int) -> tfx.dsl.R
     ).with_id("rolling_window_resolver")
 
 
+def _newest_before_resolver(node_id: str, span: int, **channels) -> tfx.dsl.Resolver:
+    return tfx.dsl.Resolver(strategy_class=NewestBeforeSpanStrategy, config={"span": span},
+                            **channels).with_id(node_id)
+
+
 def analyzer_cache_resolver(span: int) -> tfx.dsl.Resolver:
     """`.outputs['candidates']`: the Transform analyzer cache to start from (may be empty)."""
-    return tfx.dsl.Resolver(
-        strategy_class=NewestBeforeSpanStrategy,
-        config={"span": span},
-        candidates=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache),
-    ).with_id("analyzer_cache_resolver")
+    return _newest_before_resolver(
+        "analyzer_cache_resolver", span,
+        candidates=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache))
 
 
 def warm_start_resolver(span: int) -> tfx.dsl.Resolver:
     """`.outputs['candidates']`: the blessed model whose weights start training (may be empty)."""
-    return tfx.dsl.Resolver(
-        strategy_class=NewestBeforeSpanStrategy,
-        config={"span": span},
+    return _newest_before_resolver(
+        "warm_start_resolver", span,
         candidates=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        blessings=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("warm_start_resolver")
+        blessings=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing))

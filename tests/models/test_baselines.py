@@ -10,6 +10,7 @@ import tf_keras as keras
 
 from models import base, codebook, losses, registry
 from schemas import features
+from toy_data import zero_inflated
 
 BASELINES = ("ziln", "mse", "logmse", "twostage")
 CONFIG = {"embedding_dim": 4, "hidden_units": (16,), "lstm_units": 8, "regression_weight": 1.0}
@@ -47,15 +48,6 @@ def test_masked_log_mse_ignores_zero_labels():
     np.testing.assert_allclose(got, [0.0, 0.25], rtol=1e-6)
 
 
-def _data(n=512, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=n).astype(np.float32)
-    cat = rng.integers(0, 3, size=n)
-    y = np.where(x + 0.5 * cat > 0.5, np.exp(2.0 + x + cat), 0.0).astype(np.float32)
-    inputs = {features.transformed_name("x"): x, features.transformed_name("c"): cat.astype(np.int64)}
-    return inputs, np.log1p(y).astype(np.float32), y
-
-
 def _model(kind, labels):
     context = base.TrainContext(numeric_keys=("x",), vocab_sizes={"c": 4}, label_transform="log1p",
                                 train_labels=labels)
@@ -65,7 +57,7 @@ def _model(kind, labels):
 @pytest.mark.parametrize("kind", BASELINES)
 def test_loss_falls_and_serving_outputs_are_ordered(kind):
     keras.utils.set_random_seed(0)
-    inputs, target, labels = _data()
+    inputs, target, labels = zero_inflated()
     model = _model(kind, labels)
     loss, weights = model.loss_config()
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, loss_weights=weights)
@@ -82,7 +74,7 @@ def test_loss_falls_and_serving_outputs_are_ordered(kind):
 
 @pytest.mark.parametrize("kind", BASELINES + ("rqreg",))
 def test_predictions_stay_bounded_far_outside_the_training_range(kind):
-    inputs, target, labels = _data(64)
+    inputs, target, labels = zero_inflated(64)
     context = base.TrainContext(numeric_keys=("x",), vocab_sizes={"c": 4}, label_transform="log1p",
                                 train_labels=labels,
                                 codebook_levels=tuple(codebook.fit(target, (4, 3))))

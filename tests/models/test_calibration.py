@@ -10,6 +10,7 @@ import tf_keras as keras
 
 from models import base, calibration, codebook, registry
 from schemas import features
+from toy_data import zero_inflated
 
 Z90 = scipy.stats.norm.ppf(0.9)
 CONFIG = {"embedding_dim": 4, "hidden_units": (8,), "lstm_units": 8, "regression_weight": 1.0}
@@ -150,15 +151,6 @@ def test_bad_arguments_fail_naming_the_value(call, message):
 # The model: predict_outputs applies the offsets to lower/upper only; calibrate_model sets them.
 
 
-def _inputs(n=64, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=n).astype(np.float32)
-    cat = rng.integers(0, 3, size=n)
-    y = np.where(x + 0.5 * cat > 0.5, np.exp(2.0 + x + cat), 0.0).astype(np.float32)
-    inputs = {features.transformed_name("x"): x, features.transformed_name("c"): cat.astype(np.int64)}
-    return inputs, np.log1p(y), y
-
-
 def _model(kind, labels, target):
     context = base.TrainContext(numeric_keys=("x",), vocab_sizes={"c": 4}, label_transform="log1p",
                                 train_labels=labels, codebook_levels=tuple(codebook.fit(target, (4, 3))))
@@ -168,7 +160,7 @@ def _model(kind, labels, target):
 @pytest.mark.parametrize("kind", ("mse", "ziln", "twostage"))
 def test_predict_outputs_applies_the_offsets_to_lower_and_upper_only(kind):
     keras.utils.set_random_seed(0)
-    inputs, target, labels = _inputs()
+    inputs, target, labels = zero_inflated(64)
     model = _model(kind, labels, target)
     before = {k: v.numpy() for k, v in model.predict_outputs(inputs).items()}
     assert not any(v is model.interval_offsets for v in model.trainable_variables)
@@ -185,7 +177,7 @@ def test_predict_outputs_applies_the_offsets_to_lower_and_upper_only(kind):
 
 def test_calibrate_model_sets_offsets_that_the_saved_model_serves(tmp_path):
     keras.utils.set_random_seed(0)
-    inputs, target, labels = _inputs(200)
+    inputs, target, labels = zero_inflated(200)
     model = _model("mse", labels, target)
     dataset = tf.data.Dataset.from_tensor_slices((inputs, target)).batch(64)
     lines = []

@@ -1,0 +1,18 @@
+"""A small zero-inflated regression set shared by the model tests."""
+
+import numpy as np
+
+from schemas import features
+
+
+def zero_inflated(n: int = 512, seed: int = 0):
+    """One numeric and one categorical feature that determine a zero-inflated target.
+
+    Returns (transformed-feature inputs, log1p target float32, labels float32).
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n).astype(np.float32)
+    cat = rng.integers(0, 3, size=n)
+    y = np.where(x + 0.5 * cat > 0.5, np.exp(2.0 + x + cat), 0.0).astype(np.float32)
+    inputs = {features.transformed_name("x"): x, features.transformed_name("c"): cat.astype(np.int64)}
+    return inputs, np.log1p(y).astype(np.float32), y
