@@ -9,7 +9,7 @@ A model kind is a `ValueModel` subclass. It defines
   - `serving_outputs(inputs)`: `prediction` (the mean), `median`, `lower` and `upper` (the
     INTERVAL_QUANTILES of its predictive distribution), all [B] in label units, plus extras.
 `predict_outputs` applies what every kind shares: the interval offsets fitted on the valid split
-after training (`models.calibration`, split-conformal; zero until then), so the served `lower` and
+after training (`models.calibration`, split-conformal per predicted-value group; zero until then), so the served `lower` and
 `upper` are calibrated, and the guard that clips every value to [0, context.prediction_cap], so a
 feature far outside the training range cannot produce an unbounded prediction.
 """
@@ -42,6 +42,7 @@ class TrainContext:
       train_labels: a sample of training labels in label units (for vocabularies and scales).
       codebook_levels: the RQ centroids per level, transformed units (empty if not needed).
       train_features: a sample of transformed training features, aligned with train_labels.
+      interval_groups: the most predicted-value groups the served interval is calibrated in.
     """
 
     numeric_keys: Tuple[str, ...]
@@ -50,6 +51,7 @@ class TrainContext:
     train_labels: np.ndarray
     codebook_levels: Tuple[np.ndarray, ...] = ()
     train_features: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    interval_groups: int = 1
 
     @property
     def prediction_cap(self) -> float:
@@ -67,9 +69,13 @@ class ValueModel(keras.Model):
         self.prediction_cap = context.prediction_cap
         self.encoder = FeatureEncoder(context.numeric_keys, context.vocab_sizes, embedding_dim, hidden_units,
                                       name="encoder")
-        # (lower, upper) offsets in transformed label units, set by `calibration.calibrate_model`.
-        self.interval_offsets = self.add_weight(name="interval_offsets", shape=(2,), initializer="zeros",
-                                                trainable=False)
+        # Per predicted-value group, (lower, upper) offsets in transformed label units, and the
+        # thresholds between the groups (+inf: unused), set by `calibration.calibrate_model`.
+        self.interval_groups = max(int(context.interval_groups), 1)
+        self.interval_offsets = self.add_weight(name="interval_offsets", shape=(self.interval_groups, 2),
+                                                initializer="zeros", trainable=False)
+        self.interval_thresholds = self.add_weight(name="interval_thresholds", shape=(self.interval_groups - 1,),
+                                                   initializer=keras.initializers.Constant(np.inf), trainable=False)
 
     def label_units(self, target: tf.Tensor) -> tf.Tensor:
         """Transformed label -> label units."""
@@ -89,24 +95,38 @@ class ValueModel(keras.Model):
         del total_steps
         return []
 
-    def set_interval_offsets(self, offsets) -> None:
-        """Sets the (lower, upper) interval offsets, transformed units (a `calibration.Offsets`)."""
-        self.interval_offsets.assign([offsets.lower, offsets.upper])
+    def set_interval_offsets(self, grouped) -> None:
+        """Sets the interval offsets per predicted-value group (a `calibration.GroupedOffsets`; a plain
+        `calibration.Offsets` applies to every row)."""
+        thresholds = list(getattr(grouped, "thresholds", ()))
+        offsets = list(getattr(grouped, "offsets", (grouped,)))
+        if len(offsets) > self.interval_groups:
+            raise ValueError(f"interval_groups: {len(offsets)} calibrated groups do not fit the model's "
+                             f"{self.interval_groups}")
+        padding = self.interval_groups - len(offsets)
+        self.interval_thresholds.assign(np.array(thresholds + [np.inf] * padding, dtype=np.float32))
+        self.interval_offsets.assign(np.array([[o.lower, o.upper] for o in offsets + offsets[-1:] * padding],
+                                              dtype=np.float32))
 
     def predict_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """`serving_outputs` with the interval calibrated, then every value output clipped to [0, prediction_cap].
 
         In the label transform t, the calibrated interval (`models.calibration`) is
         lower = min(t⁻¹(t(lower) − offset_lower), median), or 0 where lower <= 0, and
-        upper = max(t⁻¹(t(upper) + offset_upper), median); `prediction` and `median` are unchanged.
+        upper = max(t⁻¹(t(upper) + offset_upper), median), with the offsets of the row's group
+        (the number of thresholds at or below its clipped `prediction`); `prediction` and `median`
+        are unchanged.
         """
         outputs = dict(self.serving_outputs(inputs))
         lower, upper, median = (tf.reshape(outputs[key], [-1]) for key in ("lower", "upper", "median"))
+        prediction = tf.clip_by_value(tf.reshape(outputs["prediction"], [-1]), 0.0, self.prediction_cap)
+        group = tf.reduce_sum(tf.cast(prediction[:, None] >= self.interval_thresholds[None, :], tf.int32), axis=1)
+        offsets = tf.gather(self.interval_offsets, group)
         name = self.label_transform_name
-        shifted = label_transform.inverse(label_transform.forward(lower, name) - self.interval_offsets[0], name)
+        shifted = label_transform.inverse(label_transform.forward(lower, name) - offsets[:, 0], name)
         outputs["lower"] = tf.where(lower > 0.0, tf.minimum(shifted, median), tf.zeros_like(lower))
         outputs["upper"] = tf.maximum(
-            label_transform.inverse(label_transform.forward(upper, name) + self.interval_offsets[1], name), median)
+            label_transform.inverse(label_transform.forward(upper, name) + offsets[:, 1], name), median)
         for key in SERVING_KEYS:
             outputs[key] = tf.clip_by_value(tf.reshape(outputs[key], [-1]), 0.0, self.prediction_cap)
         return outputs

@@ -246,6 +246,7 @@ class GRModel(base.ValueModel):
       d_model, num_heads, num_layers, ffn_units: decoder sizes.
       max_tokens: longest numeric token sequence; sequences have max_tokens + 1 positions (END).
       half_window: W of the windowed soft-argmax.
+      first_tokens: K, the likeliest first tokens whose paths the prediction averages (1: plain greedy).
 
     Outputs of `call`: `tokens` logits [B, T, V] and `value` = ŷ / value_unit [B]; teacher-forced
     when the inputs hold TEACHER_TOKENS_KEY (as in `fit` and `evaluate`), greedily decoded otherwise.
@@ -255,10 +256,13 @@ class GRModel(base.ValueModel):
                  regression_weight: float = 1.0, mixup_probability: float = MIXUP_PROBABILITY,
                  label_scale: Optional[float] = None, d_model: int = 64,
                  num_heads: int = 4, num_layers: int = 2, ffn_units: int = 128,
-                 max_tokens: int = MAX_SEQUENCE_TOKENS, half_window: int = SOFT_ARGMAX_HALF_WINDOW, **kwargs):
+                 max_tokens: int = MAX_SEQUENCE_TOKENS, half_window: int = SOFT_ARGMAX_HALF_WINDOW,
+                 first_tokens: int = 1, **kwargs):
         super().__init__(context, embedding_dim, hidden_units, **kwargs)
         if label_scale is not None and label_scale <= 0:
             raise ValueError(f"gr_label_scale: {label_scale} must be positive")
+        if first_tokens < 1:
+            raise ValueError(f"gr_first_tokens: {first_tokens} must be at least 1")
         labels = np.maximum(np.asarray(context.train_labels, dtype=np.float64), 0.0)
         self.scale = label_scale or default_label_scale(labels)
         self.token_values = build_vocabulary(np.round(labels * self.scale))
@@ -273,6 +277,7 @@ class GRModel(base.ValueModel):
         self.max_tokens = max_tokens
         self.sequence_length = max_tokens + 1
         self.half_window = half_window
+        self.first_tokens = first_tokens
         self.memory = keras.layers.Dense(d_model, name="memory")
         self.token_embedding = keras.layers.Embedding(self.vocab_size, d_model, name="token_embedding")
         self.position_embedding = self.add_weight(name="position_embedding", shape=(self.sequence_length, d_model),
@@ -286,7 +291,7 @@ class GRModel(base.ValueModel):
         return cls(context, embedding_dim=config["embedding_dim"], hidden_units=config["hidden_units"],
                    regression_weight=config.get("gr_regression_weight", 1.0),
                    mixup_probability=config.get("gr_mixup_probability", MIXUP_PROBABILITY),
-                   label_scale=config.get("gr_label_scale"))
+                   label_scale=config.get("gr_label_scale"), first_tokens=config.get("gr_first_tokens", 1))
 
     def training_callbacks(self, total_steps: int):
         """The CLEM curriculum: the mixup rate rises from 0 towards mixup_probability."""
@@ -384,7 +389,7 @@ class GRModel(base.ValueModel):
         return tf.where(stop, tf.constant(END, tf.int64), best_numeric)
 
     def greedy_decode(self, inputs: Mapping[str, tf.Tensor]):
-        """Greedy decoding up to END or the last position.
+        """Greedy decoding up to END or the last position, optionally over several first tokens.
 
         A zero label is the sequence [END]. Where zeros are common (LTV: over half the labels) the
         first step's P(END) is near 1/2 for almost everyone, and a hard first decision predicts 0 for
@@ -393,39 +398,69 @@ class GRModel(base.ValueModel):
         numeric token, i.e. the hurdle mean. Without zeros P(END first) is near 0 and this is the
         plain greedy decode.
 
+        With first_tokens = K > 1 the value path is decoded once for each of the K likeliest first
+        numeric tokens k (probabilities p_k renormalised over those K), and the prediction is
+        Σ_k p_k · (v_k / scale + the windowed soft-argmax of the later steps of path k), times
+        P(not END first). The greedy path follows the mode of the first token; where the value is
+        bimodal (a quick skip or a full view of a long video), that mode is the small value and
+        the greedy prediction ranks such rows last (`first_tokens` in the model README section).
+
         Returns:
           token ids [B, T] (the greedy path: [END, PAD, ...] where stopping first is likelier; PAD
-          after END), logits [B, T, V] of the value path, and the prediction [B] in label units: the
-          windowed soft-argmax summed over the numeric positions, / scale (as the GR code evaluates),
-          times P(not END first).
+          after END), logits [B, T, V] of the value path of the likeliest first token, and the
+          prediction [B] in label units.
         """
         memory = self._memory(inputs)
         batch = tf.shape(memory)[0]
-        ids = [tf.fill([batch], tf.constant(START, tf.int64))]
-        finished = tf.zeros([batch], tf.bool)
+        start = tf.fill([batch], tf.constant(START, tf.int64))
+        first_logits = self._decode(self.token_embedding(start[:, None]), memory)[:, -1]
+        if self.sequence_length == 1:  # no numeric token fits: the only sequence is [END]
+            zero = tf.zeros([batch])
+            return tf.fill([batch, 1], tf.constant(END, tf.int64)), first_logits[:, None], zero
+        stop_first = self.stop_probability(first_logits, start, last=False)
+        if self.first_tokens == 1:
+            first = self.next_token(first_logits, start, last=False, may_stop=False)[:, None]
+            weights = tf.ones([batch, 1])
+            first_value = windowed_soft_argmax(first_logits[:, None], self.id_values, self.half_window)
+        else:
+            numeric = tf.where(tf.range(self.vocab_size)[None, :] >= NUM_SPECIAL, first_logits, tf.float32.min)
+            top = tf.math.top_k(tf.nn.softmax(numeric), k=min(self.first_tokens, self.vocab_size - NUM_SPECIAL))
+            first = tf.cast(top.indices, tf.int64)
+            weights = top.values / tf.reduce_sum(top.values, axis=1, keepdims=True)
+            first_value = tf.gather(self.id_values, first)
+        paths, path_logits, later_values = self._continue(
+            tf.reshape(first, [-1]), tf.repeat(memory, tf.shape(first)[1], axis=0))
+        path_values = first_value + tf.reshape(later_values, tf.shape(first))
+        prediction = (1.0 - stop_first) * tf.reduce_sum(weights * path_values, axis=1) / self.scale
+        width = tf.shape(first)[1]
+        token_ids = tf.concat([first[:, :1], paths[::width]], axis=1)
+        logits = tf.concat([first_logits[:, None], path_logits[::width]], axis=1)
+        zero_path = tf.concat([tf.fill([batch, 1], tf.constant(END, tf.int64)),
+                               tf.fill([batch, self.sequence_length - 1], tf.constant(PAD, tf.int64))], axis=1)
+        token_ids = tf.where((stop_first >= STOP_PROBABILITY)[:, None], zero_path, token_ids)
+        return token_ids, logits, prediction
+
+    def _continue(self, first: tf.Tensor, memory: tf.Tensor):
+        """Greedy steps 2..T after the first numeric token `first` [R] (R paths, memory [R, 1, d]).
+
+        Returns the ids of steps 2..T [R, T-1] (PAD after END), their logits [R, T-1, V] and the sum of
+        their windowed soft-argmax values up to END, in units [R].
+        """
+        rows = tf.shape(first)[0]
+        ids = [tf.fill([rows], tf.constant(START, tf.int64)), first]
+        finished = tf.zeros([rows], tf.bool)
         step_logits, soft_values = [], []
-        stop_first = tf.zeros([batch])
-        for position in range(self.sequence_length):
+        for position in range(1, self.sequence_length):
             last = position == self.sequence_length - 1
             logits = self._decode(self.token_embedding(tf.stack(ids, axis=1)), memory)[:, -1]
-            if position == 0:
-                stop_first = self.stop_probability(logits, ids[-1], last)
-            chosen = self.next_token(logits, ids[-1], last=last, may_stop=position > 0)
+            chosen = self.next_token(logits, ids[-1], last=last)
             chosen = tf.where(finished, tf.constant(PAD, tf.int64), chosen)
             finished = tf.logical_or(finished, chosen == END)
             soft = windowed_soft_argmax(logits[:, None], self.id_values, self.half_window)[:, 0]
             soft_values.append(tf.where(finished, tf.zeros_like(soft), soft))
             ids.append(chosen)
             step_logits.append(logits)
-        if self.sequence_length > 1:
-            prediction = (1.0 - stop_first) * tf.add_n(soft_values) / self.scale
-        else:
-            prediction = tf.add_n(soft_values) / self.scale
-        token_ids = tf.stack(ids[1:], axis=1)
-        zero_path = tf.concat([tf.fill([batch, 1], tf.constant(END, tf.int64)),
-                               tf.fill([batch, self.sequence_length - 1], tf.constant(PAD, tf.int64))], axis=1)
-        token_ids = tf.where((stop_first >= STOP_PROBABILITY)[:, None], zero_path, token_ids)
-        return token_ids, tf.stack(step_logits, axis=1), prediction
+        return tf.stack(ids[2:], axis=1), tf.stack(step_logits, axis=1), tf.add_n(soft_values)
 
     # Only static Python control flow below: skipping AutoGraph conversion saves seconds of tracing.
     @tf.autograph.experimental.do_not_convert

@@ -183,8 +183,17 @@ def interval_coverage(labels, lower, upper) -> float:
     Raises:
         ValueError: If an argument is not 1-D, is empty or differs in length.
     """
+    return float(np.mean(interval_covered(labels, lower, upper)))
+
+
+def interval_covered(labels, lower, upper) -> np.ndarray:
+    """Per row, whether the label lies in the closed interval [lower, upper] (bool array).
+
+    Raises:
+        ValueError: If an argument is not 1-D, is empty or differs in length.
+    """
     labels, lower, upper = _as_columns(labels=labels, lower=lower, upper=upper)
-    return float(np.mean((lower <= labels) & (labels <= upper)))
+    return (lower <= labels) & (labels <= upper)
 
 
 def summary(labels, predictions) -> Dict[str, float]:

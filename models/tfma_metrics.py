@@ -1,7 +1,7 @@
-"""TFMA custom metrics that compute the ranking metrics of models/metrics.py."""
+"""TFMA custom metrics that compute the ranking and interval metrics of models/metrics.py."""
 
 import array
-from typing import Callable, Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -13,6 +13,7 @@ from models import metrics
 NORMALIZED_GINI_NAME = "normalized_gini"
 SPEARMAN_NAME = "spearman"
 XAUC_NAME = "xauc"
+INTERVAL_COVERAGE_NAME = "interval_coverage"
 DEFAULT_MAX_SAMPLE_SIZE = 500_000
 _SAMPLE_SEED = 0
 
@@ -85,9 +86,27 @@ class XAUC(metric_types.Metric):
         )
 
 
+class IntervalCoverage(metric_types.Metric):
+    """Share of labels inside the served interval [lower, upper] (models.metrics.interval_coverage).
+
+    Reads the model's `lower_key` and `upper_key` outputs beside the one named by the ModelSpec's
+    `prediction_key`; rows are weighted by their example weight when the metric is example-weighted.
+    """
+
+    def __init__(self, name: str = INTERVAL_COVERAGE_NAME, lower_key: str = "lower", upper_key: str = "upper"):
+        """Initializes the metric.
+
+        Args:
+            name: Metric name.
+            lower_key, upper_key: the model outputs that hold the interval's bounds.
+        """
+        super().__init__(_coverage_computations, name=name, lower_key=lower_key, upper_key=upper_key)
+
+
 metric_types.register_metric(NormalizedGini)
 metric_types.register_metric(Spearman)
 metric_types.register_metric(XAUC)
+metric_types.register_metric(IntervalCoverage)
 
 
 def _sampled_metric_computations(
@@ -270,3 +289,70 @@ class _SampledMetricCombiner(beam.CombineFn):
                 "set example_weights { unweighted: true } in its MetricsSpec"
             )
         return {self._key: self._metric_fn(labels, predictions)}
+
+
+def _coverage_computations(
+    name: str,
+    lower_key: str,
+    upper_key: str,
+    eval_config: Optional[config_pb2.EvalConfig] = None,
+    model_names: Optional[List[str]] = None,
+    output_names: Optional[List[str]] = None,
+    sub_keys: Optional[List[metric_types.SubKey]] = None,
+    example_weighted: bool = False,
+) -> metric_types.MetricComputations:
+    """One IntervalCoverage computation per model (the bounds are read from the model's whole output)."""
+    computations = []
+    for model_name in model_names or [""]:
+        key = metric_types.MetricKey(name=name, model_name=model_name, example_weighted=example_weighted)
+        combiner = _CoverageCombiner(key, lower_key, upper_key, eval_config, example_weighted)
+        computations.append(metric_types.MetricComputation(keys=[key], preprocessors=None, combiner=combiner))
+    return computations
+
+
+class _CoverageCombiner(beam.CombineFn):
+    """Sums the example weight of the rows whose label lies in [lower, upper]
+    (models.metrics.interval_covered) and of all rows; the metric is their ratio. The accumulator is
+    two floats, so it merges exactly and in constant memory."""
+
+    def __init__(self, key: metric_types.MetricKey, lower_key: str, upper_key: str,
+                 eval_config: Optional[config_pb2.EvalConfig], example_weighted: bool):
+        self._key = key
+        self._lower_key = lower_key
+        self._upper_key = upper_key
+        self._eval_config = eval_config
+        self._example_weighted = example_weighted
+
+    def create_accumulator(self) -> List[float]:
+        return [0.0, 0.0]  # covered weight, total weight
+
+    def add_input(self, accumulator: List[float], element: metric_types.StandardMetricInputs) -> List[float]:
+        outputs = element.get_predictions(self._key.model_name or None)
+        if not isinstance(outputs, Mapping) or self._lower_key not in outputs or self._upper_key not in outputs:
+            found = sorted(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__
+            raise ValueError(f"{self._key.name}: the model outputs must include '{self._lower_key}' and "
+                             f"'{self._upper_key}'; found {found}")
+        rows = list(metric_util.to_label_prediction_example_weight(
+            element, eval_config=self._eval_config, model_name=self._key.model_name,
+            example_weighted=self._example_weighted))
+        if not rows:
+            return accumulator
+        labels = np.array([float(metric_util.safe_to_scalar(label)) for label, _, _ in rows])
+        weights = np.array([float(metric_util.safe_to_scalar(weight)) for _, _, weight in rows])
+        covered = metrics.interval_covered(labels, np.asarray(outputs[self._lower_key], np.float64).reshape(-1),
+                                           np.asarray(outputs[self._upper_key], np.float64).reshape(-1))
+        accumulator[0] += float(np.sum(weights * covered))
+        accumulator[1] += float(np.sum(weights))
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[List[float]]) -> List[float]:
+        accumulators = iter(accumulators)
+        result = next(accumulators)
+        for covered, total in accumulators:
+            result[0] += covered
+            result[1] += total
+        return result
+
+    def extract_output(self, accumulator: List[float]) -> Dict[metric_types.MetricKey, float]:
+        covered, total = accumulator
+        return {self._key: covered / total if total > 0 else float("nan")}

@@ -74,7 +74,8 @@ def train_context(config: Mapping[str, Any], tft_output: tft.TFTransformOutput, 
         label_transform=config["label_transform"],
         train_labels=labels,
         codebook_levels=tuple(read_codebook(tft_output, config["num_levels"])),
-        train_features=columns)
+        train_features=columns,
+        interval_groups=config.get("interval_groups", 1))
 
 
 def build_model(config: Mapping[str, Any], context: base.TrainContext) -> base.ValueModel:

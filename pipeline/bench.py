@@ -77,6 +77,7 @@ METRICS = {
     "xauc": ("XAUC", True),
     "calibration_error": ("decile cal. err.", False),
     "coverage_80": ("80% cov.", None),
+    "coverage_80_worst_group": ("worst group cov.", None),
     "ood_max_prediction": ("OOD max pred.", None),
     "train_s": ("train s", None),
     "serve_ms_per_1000": ("serve ms/1k", None),
@@ -547,7 +548,9 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     result = {
         **scores(labels, outputs),
         "coverage_80_top_bucket": _top_bucket_coverage(labels, outputs, eval_x, config),
+        **_group_coverage(labels, outputs, calibrated["thresholds"]),
         "coverage_80_validation_uncalibrated": calibrated["coverage_before"],
+        "interval_thresholds": calibrated["thresholds"],
         "interval_offset_lower": calibrated["offset_lower"],
         "interval_offset_upper": calibrated["offset_upper"],
         "distinct_predictions": int(np.unique(prediction).size),
@@ -562,11 +565,12 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
         # The serving signature (raw examples -> transform layer -> model) must agree with predict_outputs.
         result["serving_vs_predict_max_abs_diff"] = float(np.max(np.abs(
             served["prediction"][:n].astype(np.float64) - prediction[:n])))
-    if row.id == BASE_KIND and hasattr(model, "decoding"):
-        from pipeline import bench_decoding
+    from pipeline import bench_decoding
+    attribute, values = bench_decoding.rules(row.id, model)
+    if len(values) > 1:
         result["beam_width"] = config.get("beam_width")
         result["decodings"] = bench_decoding.evaluate(
-            model, prepared, config, budget, eval_x, labels,
+            model, attribute, values, prepared, config, budget, eval_x, labels,
             tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(1024), time_serving, own=result)
     result.update(
         train_s=train_s,
@@ -590,6 +594,18 @@ def _top_bucket_coverage(labels: np.ndarray, outputs: Mapping[str, np.ndarray], 
     if not top.any():
         return math.nan
     return metrics.interval_coverage(labels[top], outputs["lower"][top], outputs["upper"][top])
+
+
+def _group_coverage(labels: np.ndarray, outputs: Mapping[str, np.ndarray], thresholds: Sequence[float]
+                    ) -> Dict[str, Any]:
+    """80% interval coverage on eval within each predicted-value group of the model's calibration
+    (`coverage_80_by_group`, lowest prediction first) and the lowest of them (`coverage_80_worst_group`)."""
+    from models import calibration
+
+    grouped = calibration.GroupedOffsets(tuple(thresholds), (calibration.Offsets(),) * (len(thresholds) + 1))
+    by_group = calibration.group_coverage(labels, outputs["lower"], outputs["upper"], outputs["prediction"], grouped)
+    finite = [c for c in by_group if math.isfinite(c)]
+    return {"coverage_80_by_group": list(by_group), "coverage_80_worst_group": min(finite) if finite else math.nan}
 
 
 def references(train_labels: np.ndarray, eval_labels: np.ndarray) -> Dict[str, Dict[str, float]]:
@@ -631,7 +647,8 @@ def _fmt(value: float, key: str) -> str:
         return "n/a"
     if key in ("best_step", "steps_trained"):
         return f"{value:.0f}"
-    if key in ("normalized_gini", "spearman", "xauc", "coverage_80", "calibration_error") and abs(value) < 10:
+    if key in ("normalized_gini", "spearman", "xauc", "coverage_80", "coverage_80_worst_group",
+               "calibration_error") and abs(value) < 10:
         return f"{value:.3f}"
     if key in ("train_s",):
         return f"{value:.1f}"
@@ -730,7 +747,11 @@ def render(result: Mapping[str, Any]) -> str:
         "*80% cov.* = share of eval labels inside the served [lower, upper], split-conformal calibrated on "
         "the validation slice (`models.calibration`; nominal 0.80; results.json also has "
         "`coverage_80_top_bucket`, on the eval labels of the top value bucket, and the validation coverage "
-        "before calibration). *OOD max pred.* = the largest `prediction` when every numeric "
+        "before calibration). The interval is calibrated within up to `interval_groups` groups of the "
+        "model's own prediction (quantile thresholds on the validation slice, at least "
+        "`calibration.MIN_GROUP_ROWS` rows each); *worst group cov.* = the lowest eval coverage among those "
+        "groups (results.json: `coverage_80_by_group`), i.e. how well the interval holds where the model "
+        "predicts high or low values, not only on average. *OOD max pred.* = the largest `prediction` when every numeric "
         f"transformed feature of the first {OOD_ROWS} eval rows is set to 10× its largest |value| "
         "(predictions are clipped at 10× the largest training label; (cap) marks a model that reaches the "
         "clip). *train s* = wall time of `fit` (including validation passes); *serve ms/1k* = median time "
@@ -762,9 +783,10 @@ def render(result: Mapping[str, Any]) -> str:
             steps = _cell(agg, "best_step")
             lines.append(f"| {row['label']} | " + " | ".join(_cell(agg, k) for k in METRICS) + f" | {steps} |")
         lines += ["", "*steps*: step of the restored (best-validation) weights (mean ± std)."]
-        if BASE_KIND in ds["rows"]:
-            from pipeline import bench_decoding
-            lines += bench_decoding.render(ds["rows"][BASE_KIND]["runs"], _default_decoding())
+        from pipeline import bench_decoding
+        for kind, default in ((BASE_KIND, _default_decoding()), ("gr", str(_default_field("gr_first_tokens")))):
+            if kind in ds["rows"]:
+                lines += bench_decoding.render(ds["rows"][kind]["runs"], default, kind)
         constant = {row["label"]: sum(run.get("distinct_predictions", 2) <= 1 for run in row["runs"])
                     for row in ds["rows"].values()}
         constant = {label: n for label, n in constant.items() if n}
@@ -824,8 +846,12 @@ def render(result: Mapping[str, Any]) -> str:
 
 
 def _default_decoding() -> str:
+    return _default_field("decoding")
+
+
+def _default_field(name: str) -> Any:
     from pipeline import config as config_lib
-    return config_lib.ModelConfig().decoding
+    return getattr(config_lib.ModelConfig(), name)
 
 
 def _hardware() -> str:

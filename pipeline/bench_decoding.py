@@ -1,14 +1,15 @@
-"""A benchmark section: RQ-Reg's decoding rules compared on the same trained models.
+"""A benchmark section: decoding rules compared on the same trained models.
 
-Decoding only changes how the serving outputs are read off the code distribution
-(`models.model.DECODINGS`), so each default RQ-Reg run of the benchmark is scored once per rule,
-with the interval recalibrated on the validation slice for each (its quantiles differ by rule),
-and the serving signature timed again. The table says which rule serves the best predictions at
-which cost.
+Decoding only changes how the serving outputs are read off a trained sequence model, so each
+default run of a kind with several rules is scored once per rule, with the interval recalibrated
+on the validation slice for each (its quantiles differ by rule), and the serving signature timed
+again. The table says which rule serves the best predictions at which cost. The rules per kind
+(`RULES`): RQ-Reg's `decoding` (`models.model.DECODINGS`), and GR's `first_tokens`, the number of
+likeliest first tokens whose greedy paths the prediction averages (1 is the paper's greedy decode).
 """
 
 import time
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -25,39 +26,52 @@ COLUMNS = {
 }
 
 
-def evaluate(model, prepared, config: Mapping[str, Any], budget, eval_x: Mapping[str, np.ndarray],
-             labels: np.ndarray, validation, time_serving: bool, own: Mapping[str, Any]
-             ) -> Dict[str, Dict[str, float]]:
-    """Metrics of every decoding rule of one trained RQ-Reg model; leaves the model as it was.
 
-    `own` holds the run's metrics under the model's own decoding, which are reused, not recomputed."""
-    from models import calibration
+
+def rules(kind: str, model) -> Tuple[str, Tuple[Any, ...]]:
+    """(model attribute, its values to compare) for a kind with several decoding rules; ("", ()) otherwise."""
     from models import model as rq_model
+
+    if kind == "rqreg" and hasattr(model, "decoding"):
+        return "decoding", tuple(rq_model.DECODINGS)
+    if kind == "gr" and hasattr(model, "first_tokens"):
+        return "first_tokens", tuple(sorted({1, model.first_tokens}))
+    return "", ()
+
+
+def evaluate(model, attribute: str, values: Sequence[Any], prepared, config: Mapping[str, Any], budget,
+             eval_x: Mapping[str, np.ndarray], labels: np.ndarray, validation, time_serving: bool,
+             own: Mapping[str, Any]) -> Dict[str, Dict[str, float]]:
+    """Metrics of one trained model with `attribute` set to each of `values`; leaves the model as it was.
+
+    `own` holds the run's metrics under the model's own setting, which are reused, not recomputed.
+    Results are keyed by str(value)."""
+    from models import calibration
     from pipeline import bench
 
-    original = model.decoding
+    original = getattr(model, attribute)
     results = {}
     try:
-        for decoding in rq_model.DECODINGS:
+        for decoding in values:
             if decoding == original:
-                results[decoding] = {key: own[key] for key in (*COLUMNS, "predict_s") if key in own}
+                results[str(decoding)] = {key: own[key] for key in (*COLUMNS, "predict_s") if key in own}
                 continue
-            model.decoding = decoding
+            setattr(model, attribute, decoding)
             calibration.calibrate_model(model, validation, log=None)
             started = time.perf_counter()
             outputs = bench.predict(bench.predict_function(model, eval_x), eval_x)
             result = {**bench.scores(labels, outputs), "predict_s": time.perf_counter() - started}
             if time_serving:
                 result["serve_ms_per_1000"], _ = bench.serving_time(model, prepared, config, budget)
-            results[decoding] = result
+            results[str(decoding)] = result
     finally:
-        model.decoding = original
+        setattr(model, attribute, original)
         calibration.calibrate_model(model, validation, log=None)
     return results
 
 
-def render(runs: Sequence[Mapping[str, Any]], default: str) -> List[str]:
-    """Markdown lines of the decoding table from the runs of the default RQ-Reg row (none if not measured)."""
+def render(runs: Sequence[Mapping[str, Any]], default: str, kind: str = "rqreg") -> List[str]:
+    """Markdown lines of the decoding table from the runs of a kind's default row (none if not measured)."""
     from pipeline import bench
 
     per_rule: Dict[str, List[Mapping[str, float]]] = {}
@@ -66,10 +80,17 @@ def render(runs: Sequence[Mapping[str, Any]], default: str) -> List[str]:
             per_rule.setdefault(decoding, []).append(values)
     if not per_rule:
         return []
-    lines = ["", f"RQ-Reg decoding rules on the same trained models ({len(runs)} seed(s); the default, "
+    if kind == "gr":
+        title = (f"GR decoding on the same trained models ({len(runs)} seed(s); `gr_first_tokens` = K: the "
+                 f"prediction averages the greedy paths of the K likeliest first tokens, K = 1 is the paper's "
+                 f"greedy decode; the default, K = {default}, is the gr row above; interval recalibrated per rule):")
+        header = "| first tokens K |"
+    else:
+        title = (f"RQ-Reg decoding rules on the same trained models ({len(runs)} seed(s); the default, "
                  f"`{default}`, is the rqreg row above; interval recalibrated per rule; `beam` keeps the "
-                 f"{runs[0].get('beam_width', '?')} most probable code prefixes per level):", "",
-             "| decoding | " + " | ".join(COLUMNS.values()) + " |",
+                 f"{runs[0].get('beam_width', '?')} most probable code prefixes per level):")
+        header = "| decoding |"
+    lines = ["", title, "", header + " " + " | ".join(COLUMNS.values()) + " |",
              "|---|" + "---|" * len(COLUMNS)]
     for decoding, values in per_rule.items():
         agg = bench.aggregate(values)

@@ -123,11 +123,13 @@ class ModelConfig:
     sampling_probability: float = 0.25
     decoding: str = "tree"  # RQ-Reg serving: tree | beam | greedy | expectation (models/model.py)
     beam_width: int = 4  # code prefixes kept per level by the beam decodings
+    interval_groups: int = 4  # served interval calibrated within this many predicted-value groups (models/calibration.py)
     duration_feature: str = ""
     duration_groups: int = 10
     gr_label_scale: Optional[float] = None
     gr_mixup_probability: float = 0.5
     gr_regression_weight: float = 1.0  # GR's Huber term on the windowed soft-argmax value
+    gr_first_tokens: int = 16  # GR serving: average the paths of this many likeliest first tokens (1: greedy)
     learning_rate: float = 3e-3
     batch_size: int = 256
     train_steps: int = 2000
@@ -149,7 +151,7 @@ class ModelConfig:
         if self.value_buckets < 2:
             raise ConfigError(f"model.value_buckets: {self.value_buckets} must be at least 2")
         for field in ("train_steps", "eval_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every",
-                      "patience", "beam_width"):
+                      "patience", "beam_width", "gr_first_tokens", "interval_groups"):
             if getattr(self, field) < 1:
                 raise ConfigError(f"model.{field}: must be a positive integer")
 

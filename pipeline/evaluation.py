@@ -68,6 +68,7 @@ def eval_config(config: RunConfig) -> tfma.EvalConfig:
         _metric(config, "NormalizedGini", METRICS_MODULE, lower=gate.min_normalized_gini, change=gini_change),
         _metric(config, "Spearman", METRICS_MODULE, lower=gate.min_spearman),
         _metric(config, "XAUC", METRICS_MODULE),
+        _metric(config, "IntervalCoverage", METRICS_MODULE),
     ]
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(

@@ -456,6 +456,7 @@ _METRIC_COLUMNS = (
     ("normalized_gini", "norm. Gini", "{:.3f}", 1),
     ("spearman", "Spearman", "{:.3f}", 1),
     ("xauc", "XAUC", "{:.3f}", 1),
+    ("interval_coverage", "interval cov.", "{:.3f}", 0),
 )
 
 _CSS = """

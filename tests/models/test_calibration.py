@@ -136,11 +136,59 @@ def test_identity_transform_offsets_are_in_label_units():
     assert lower[0] == 3.0 and upper[0] == 23.0
 
 
+def _heteroscedastic_rows(n, seed):
+    """A point predictor whose log1p residual spread grows with its prediction: sd 0.3 below, 2.0 in the
+    top quarter. Returns (labels, point)."""
+    rng = np.random.default_rng(seed)
+    mu = rng.uniform(1.0, 7.0, size=n)
+    sd = np.where(mu > 5.5, 2.0, 0.3)
+    return np.expm1(np.maximum(mu + sd * rng.normal(size=n), 0.0)), np.expm1(mu)
+
+
+def test_grouped_offsets_cover_every_predicted_value_group_where_one_offset_does_not():
+    labels, point = _heteroscedastic_rows(4000, seed=10)
+    single = calibration.interval_offsets(labels, point, point, point, "log1p")
+    grouped = calibration.grouped_offsets(labels, point, point, point, point, "log1p", groups=4)
+    assert len(grouped.offsets) == 4 and len(grouped.thresholds) == 3
+    # The top group's residuals are wider: its offsets are larger than the bottom group's.
+    assert grouped.offsets[-1].upper > 3 * grouped.offsets[0].upper
+    new_labels, new_point = _heteroscedastic_rows(20000, seed=11)
+    one = calibration.apply_offsets(new_point, new_point, new_point, single, "log1p")
+    per_group = calibration.apply_grouped(new_point, new_point, new_point, new_point, grouped, "log1p")
+    assert _covered(new_labels, *per_group) == pytest.approx(0.8, abs=0.03)
+    by_group = calibration.group_coverage(new_labels, *per_group, new_point, grouped)
+    assert all(c == pytest.approx(0.8, abs=0.04) for c in by_group)
+    # One offset for all: the top group is under-covered, the others over-covered.
+    marginal = calibration.group_coverage(new_labels, *one, new_point, grouped)
+    assert marginal[-1] < 0.7 and min(marginal[:-1]) > 0.85
+
+
+def test_group_thresholds_need_enough_rows_and_skip_ties():
+    assert calibration.group_thresholds(np.arange(1000.0), 4, min_rows=100) == (250.0, 500.0, 750.0)
+    assert calibration.group_thresholds(np.arange(250.0), 4, min_rows=100) == (125.0,)  # 2 groups fit
+    assert calibration.group_thresholds(np.arange(99.0), 4, min_rows=100) == ()
+    # 70% of the predictions tie at 0: no threshold may split inside the tie.
+    tied = np.concatenate([np.zeros(700), np.arange(1.0, 301.0)])
+    thresholds = calibration.group_thresholds(tied, 4, min_rows=100)
+    groups = np.searchsorted(thresholds, tied, side="right")
+    assert np.all(groups[:700] == 0) and all(np.sum(groups == g) >= 100 for g in range(len(thresholds) + 1))
+
+
+def test_one_group_is_the_marginal_scheme():
+    labels, point = _heteroscedastic_rows(1000, seed=12)
+    grouped = calibration.grouped_offsets(labels, point, point, point, point, "log1p", groups=1)
+    assert grouped == calibration.GroupedOffsets((), (calibration.interval_offsets(labels, point, point, point,
+                                                                                   "log1p"),))
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: calibration.miss_budget(100, 1.5), "alpha"),
     (lambda: calibration.miss_budget(3, 0.2), "too few"),
     (lambda: calibration.interval_offsets([1.0, 2.0], [1.0], [1.0, 2.0], [1.0, 2.0], "log1p"), "one length"),
     (lambda: calibration.forward([1.0], "sqrt"), "sqrt"),
+    (lambda: calibration.group_thresholds([1.0] * 200, 0), "interval_groups"),
+    (lambda: calibration.GroupedOffsets((1.0,), (calibration.Offsets(),)), "one more offset"),
+    (lambda: calibration.GroupedOffsets((2.0, 1.0), (calibration.Offsets(),) * 3), "increasing"),
 ])
 def test_bad_arguments_fail_naming_the_value(call, message):
     with pytest.raises(ValueError, match=message):
@@ -151,9 +199,10 @@ def test_bad_arguments_fail_naming_the_value(call, message):
 # The model: predict_outputs applies the offsets to lower/upper only; calibrate_model sets them.
 
 
-def _model(kind, labels, target):
+def _model(kind, labels, target, groups=1):
     context = base.TrainContext(numeric_keys=("x",), vocab_sizes={"c": 4}, label_transform="log1p",
-                                train_labels=labels, codebook_levels=tuple(codebook.fit(target, (4, 3))))
+                                train_labels=labels, codebook_levels=tuple(codebook.fit(target, (4, 3))),
+                                interval_groups=groups)
     return registry.build(kind, CONFIG, context)
 
 
@@ -175,6 +224,31 @@ def test_predict_outputs_applies_the_offsets_to_lower_and_upper_only(kind):
     assert np.all(after["lower"] <= after["median"]) and np.all(after["median"] <= after["upper"])
 
 
+def test_predict_outputs_applies_the_offsets_of_each_rows_predicted_value_group():
+    keras.utils.set_random_seed(0)
+    inputs, target, labels = zero_inflated(64)
+    model = _model("ziln", labels, target, groups=3)
+    before = {k: v.numpy() for k, v in model.predict_outputs(inputs).items()}
+    thresholds = tuple(float(t) for t in np.quantile(before["prediction"], [1 / 3, 2 / 3]))
+    grouped = calibration.GroupedOffsets(thresholds, (calibration.Offsets(0.1, 0.2), calibration.Offsets(0.5, 0.6),
+                                                      calibration.Offsets(1.0, 1.5)))
+    model.set_interval_offsets(grouped)
+    after = {k: v.numpy() for k, v in model.predict_outputs(inputs).items()}
+    lower, upper = calibration.apply_grouped(before["lower"], before["upper"], before["median"], before["prediction"],
+                                             grouped, "log1p")
+    np.testing.assert_allclose(after["lower"], lower, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(after["upper"], np.minimum(upper, model.prediction_cap), rtol=1e-4, atol=1e-5)
+    # Fewer calibrated groups than the model holds: the unused ones are never selected.
+    model.set_interval_offsets(calibration.GroupedOffsets((thresholds[0],), grouped.offsets[:2]))
+    fewer = {k: v.numpy() for k, v in model.predict_outputs(inputs).items()}
+    two = calibration.GroupedOffsets((thresholds[0],), grouped.offsets[:2])
+    np.testing.assert_allclose(fewer["upper"], np.minimum(calibration.apply_grouped(
+        before["lower"], before["upper"], before["median"], before["prediction"], two, "log1p")[1],
+        model.prediction_cap), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="interval_groups"):
+        model.set_interval_offsets(calibration.GroupedOffsets((1.0, 2.0, 3.0), (calibration.Offsets(),) * 4))
+
+
 def test_calibrate_model_sets_offsets_that_the_saved_model_serves(tmp_path):
     keras.utils.set_random_seed(0)
     inputs, target, labels = zero_inflated(200)
@@ -185,7 +259,7 @@ def test_calibrate_model_sets_offsets_that_the_saved_model_serves(tmp_path):
     assert len(lines) == 1 and f"{summary['coverage_before']:.3f} -> {summary['coverage_after']:.3f}" in lines[0]
     assert summary["coverage_before"] < 0.5 and summary["rows"] == 200  # untrained: only the zeros it clips to 0
     assert summary["coverage_after"] >= math.ceil(201 * 0.8) / 200
-    np.testing.assert_allclose(model.interval_offsets.numpy(), [summary["offset_lower"], summary["offset_upper"]],
+    np.testing.assert_allclose(model.interval_offsets.numpy(), [[summary["offset_lower"][0], summary["offset_upper"][0]]],
                                rtol=1e-6)
 
     x_key, c_key = features.transformed_name("x"), features.transformed_name("c")

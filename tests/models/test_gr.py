@@ -173,3 +173,41 @@ def test_zero_inflated_labels_get_the_hurdle_mean_not_a_hard_zero(trained):
     np.testing.assert_array_equal(token_ids.numpy()[likely_zero, 0], gr.END)  # the greedy path says zero ...
     assert np.all(prediction.numpy()[likely_zero] > 0)  # ... the value is (1 - P(END first)) x the path's
     assert np.unique(prediction.numpy()[likely_zero]).size > likely_zero.sum() // 2  # they still rank
+
+
+def test_first_token_expansion_averages_the_paths_of_the_likeliest_first_tokens(trained):
+    model, _, inputs, labels = trained
+    greedy_ids, greedy_logits, greedy_prediction = model.greedy_decode(inputs)
+    model.first_tokens = 3
+    try:
+        ids, logits, prediction = model.greedy_decode(inputs)
+    finally:
+        model.first_tokens = 1
+    # The served path and its logits stay those of the likeliest first token.
+    np.testing.assert_array_equal(ids.numpy(), greedy_ids.numpy())
+    np.testing.assert_allclose(logits.numpy(), greedy_logits.numpy(), atol=1e-5)
+    assert not np.allclose(prediction.numpy(), greedy_prediction.numpy())
+
+    # By hand: P(not END first) x the renormalised-probability-weighted mean of v_k + the later steps' value.
+    memory = model._memory(inputs)
+    first_logits = model._decode(model.token_embedding(tf.fill([len(labels), 1], tf.constant(gr.START, tf.int64))),
+                                 memory)[:, -1].numpy()
+    numeric = np.exp(first_logits[:, gr.NUM_SPECIAL:] - first_logits[:, gr.NUM_SPECIAL:].max(axis=1, keepdims=True))
+    numeric /= numeric.sum(axis=1, keepdims=True)
+    stop_first = model.stop_probability(tf.constant(first_logits), tf.fill([len(labels)], tf.constant(gr.START, tf.int64)),
+                                        last=False).numpy()
+    expected = np.zeros(len(labels))
+    top = np.argsort(-numeric, axis=1)[:, :3]
+    weights = np.take_along_axis(numeric, top, axis=1)
+    weights /= weights.sum(axis=1, keepdims=True)
+    for j in range(3):
+        first = tf.constant(top[:, j] + gr.NUM_SPECIAL, tf.int64)
+        _, _, later = model._continue(first, memory)
+        expected += weights[:, j] * (model.token_values[top[:, j]] + later.numpy())
+    expected *= (1.0 - stop_first) / model.scale
+    np.testing.assert_allclose(prediction.numpy(), expected, rtol=1e-4)
+
+
+def test_first_tokens_must_be_positive():
+    with pytest.raises(ValueError, match="gr_first_tokens"):
+        gr.GRModel(_context(_heavy_tailed(100, seed=7)), first_tokens=0, **SMALL)

@@ -202,3 +202,59 @@ def test_eval_config_can_name_the_metrics_by_module_and_class():
 def test_max_sample_size_must_be_positive():
     with pytest.raises(ValueError, match="max_sample_size"):
         tfma_metrics.XAUC(max_sample_size=0).computations()
+
+
+def _interval_extracts(labels, lower, upper, weights):
+    """Extracts of a multi-output model: the interval beside the prediction, as the serving signature gives it."""
+    return [
+        {
+            "labels": np.array([label]),
+            "predictions": {"prediction": np.array([0.5 * (low + high)]), "lower": np.array([low]),
+                            "upper": np.array([high])},
+            "example_weights": np.array([weight]),
+        }
+        for label, low, high, weight in zip(labels, lower, upper, weights)
+    ]
+
+
+def _interval_rows(size=200, seed=4):
+    rng = np.random.default_rng(seed)
+    labels = np.round(rng.lognormal(size=size) * (rng.random(size) < 0.5), 1)
+    lower = np.maximum(labels - rng.normal(0.5, 1.0, size), 0.0)
+    upper = labels + rng.normal(0.5, 1.0, size)
+    lower[:5], upper[:5] = labels[:5], labels[:5]  # bounds equal to the label count as covered
+    return labels, lower, upper
+
+
+_PREDICTION_KEY_CONFIG = config_pb2.EvalConfig(model_specs=[config_pb2.ModelSpec(prediction_key="prediction")])
+
+
+def test_interval_coverage_equals_the_numpy_metric_in_beam():
+    labels, lower, upper = _interval_rows()
+    (computation,) = tfma_metrics.IntervalCoverage().computations(eval_config=_PREDICTION_KEY_CONFIG)
+    key = metric_types.MetricKey(name="interval_coverage", example_weighted=False)
+    assert computation.keys == [key]
+    expected = metrics.interval_coverage(labels, lower, upper)
+    assert 0.2 < expected < 0.9
+    _assert_beam_output(computation, _interval_extracts(labels, lower, upper, np.ones_like(labels)),
+                        {key: pytest.approx(expected)})
+
+
+def test_weighted_interval_coverage_weighs_each_row():
+    labels, lower, upper = _interval_rows()
+    weights = np.where(np.arange(labels.size) % 2 == 0, 3.0, 1.0)
+    (computation,) = tfma_metrics.IntervalCoverage().computations(eval_config=_PREDICTION_KEY_CONFIG,
+                                                                  example_weighted=True)
+    combiner = computation.combiner
+    output = combiner.extract_output(_combine_directly(combiner, _interval_extracts(labels, lower, upper, weights)))
+    covered = (lower <= labels) & (labels <= upper)
+    assert output == {computation.keys[0]: pytest.approx(np.sum(weights * covered) / np.sum(weights))}
+    assert np.isnan(combiner.extract_output(combiner.create_accumulator())[computation.keys[0]])
+
+
+def test_interval_coverage_names_the_missing_output():
+    (computation,) = tfma_metrics.IntervalCoverage(upper_key="p90").computations(eval_config=_PREDICTION_KEY_CONFIG)
+    combiner = computation.combiner
+    labels, lower, upper = _interval_rows(size=3)
+    with pytest.raises(ValueError, match="'lower' and 'p90'"):
+        _combine_directly(combiner, _interval_extracts(labels, lower, upper, np.ones(3)))

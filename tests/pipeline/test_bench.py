@@ -10,7 +10,7 @@ from pipeline import bench
 
 pytestmark = pytest.mark.e2e
 
-MODELS = ["rqreg", "ziln"]
+MODELS = ["rqreg", "ziln", "gr"]
 
 
 def _args(argv):
@@ -50,7 +50,7 @@ def test_json_has_every_row_with_finite_metrics(tiny_bench):
         assert run["ood_max_prediction"] <= run["prediction_cap"] + 1e-3
     assert dataset["counts"]["train"] > 0 and dataset["counts"]["validation"] > 0 and dataset["counts"]["eval"] > 0
     assert dataset["targets"]["metrics"] == ["normalized_gini", "spearman", "mae"]
-    assert {c["baseline"] for c in dataset["targets"]["comparisons"]} == {"ziln"}
+    assert {c["baseline"] for c in dataset["targets"]["comparisons"]} == {"ziln", "gr"}
 
 
 def test_every_decoding_rule_is_scored_on_the_default_rqreg_run(tiny_bench):
@@ -69,6 +69,27 @@ def test_every_decoding_rule_is_scored_on_the_default_rqreg_run(tiny_bench):
     for decoding in rq_model.DECODINGS:
         assert f"| {decoding} |" in markdown
     assert "decodings" not in results["results"]["synthetic_ltv"]["rows"]["ziln"]["runs"][0]
+
+
+def test_gr_is_scored_with_the_papers_greedy_decode_and_with_its_default_first_token_expansion(tiny_bench):
+    from pipeline import config as config_lib
+
+    results, markdown = tiny_bench
+    [run] = results["results"]["synthetic_ltv"]["rows"]["gr"]["runs"]
+    default = config_lib.ModelConfig().gr_first_tokens
+    assert set(run["decodings"]) == {"1", str(default)}
+    assert run["decodings"][str(default)]["normalized_gini"] == pytest.approx(run["normalized_gini"], abs=1e-9)
+    assert math.isfinite(run["decodings"]["1"]["mae"])
+    assert "GR decoding on the same trained models" in markdown and "| 1 |" in markdown
+
+
+def test_interval_coverage_is_reported_per_predicted_value_group(tiny_bench):
+    results, _ = tiny_bench
+    for row in results["results"]["synthetic_ltv"]["rows"].values():
+        run = row["runs"][0]
+        groups = run["coverage_80_by_group"]
+        assert len(groups) == len(run["interval_thresholds"]) + 1 == len(run["interval_offset_upper"])
+        assert run["coverage_80_worst_group"] == min(groups)
 
 
 def test_markdown_has_the_table_and_the_targets(tiny_bench):
