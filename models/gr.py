@@ -226,6 +226,17 @@ class DecoderBlock(keras.layers.Layer):
     def call(self, x: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
         h = self.norms[0](x)
         x = x + self.self_attention(h, h, use_causal_mask=True)
+        return self._cross_and_ffn(x, memory)
+
+    def last_position(self, inputs: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
+        """The block's output at the last position only, [B, 1, d_model], from its inputs at every
+        position so far [B, t, d_model]: what `call` gives there (causal attention lets the last
+        position see all of them), without computing the earlier positions again."""
+        h = self.norms[0](inputs)
+        x = inputs[:, -1:] + self.self_attention(h[:, -1:], h)
+        return self._cross_and_ffn(x, memory)
+
+    def _cross_and_ffn(self, x: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
         x = x + self.cross_attention(self.norms[1](x), memory)
         return x + self.ffn_output(self.ffn_hidden(self.norms[2](x)))
 
@@ -341,6 +352,21 @@ class GRModel(base.ValueModel):
             x = block(x, memory)
         return self.logits(self.final_norm(x))
 
+    def _decode_step(self, embedded: tf.Tensor, memory: tf.Tensor, layer_inputs: list) -> tf.Tensor:
+        """Logits [B, V] of the newest position, from its input embedding [B, 1, d_model].
+
+        `layer_inputs` holds, per decoder block, that block's inputs at the earlier positions
+        ([B, t, d_model], or None before the first step) and is extended in place; the result equals
+        `_decode(all embeddings so far, memory)[:, -1]`, at the cost of one position per block.
+        """
+        position = 0 if layer_inputs[0] is None else int(layer_inputs[0].shape[1])
+        x = embedded + self.position_embedding[None, position:position + 1]
+        for i, block in enumerate(self.blocks):
+            inputs = x if layer_inputs[i] is None else tf.concat([layer_inputs[i], x], axis=1)
+            layer_inputs[i] = inputs
+            x = block.last_position(inputs, memory)
+        return self.logits(self.final_norm(x))[:, 0]
+
     def _input_ids(self, target_ids: tf.Tensor) -> tf.Tensor:
         """Teacher-forcing inputs: START, then the targets shifted right by one, [B, T]."""
         start = tf.fill([tf.shape(target_ids)[0], 1], tf.constant(START, target_ids.dtype))
@@ -388,6 +414,7 @@ class GRModel(base.ValueModel):
         stop = self.stop_probability(logits, previous, last) >= STOP_PROBABILITY
         return tf.where(stop, tf.constant(END, tf.int64), best_numeric)
 
+    @tf.autograph.experimental.do_not_convert
     def greedy_decode(self, inputs: Mapping[str, tf.Tensor]):
         """Greedy decoding up to END or the last position, optionally over several first tokens.
 
@@ -413,7 +440,8 @@ class GRModel(base.ValueModel):
         memory = self._memory(inputs)
         batch = tf.shape(memory)[0]
         start = tf.fill([batch], tf.constant(START, tf.int64))
-        first_logits = self._decode(self.token_embedding(start[:, None]), memory)[:, -1]
+        first_inputs = [None] * len(self.blocks)
+        first_logits = self._decode_step(self.token_embedding(start[:, None]), memory, first_inputs)
         if self.sequence_length == 1:  # no numeric token fits: the only sequence is [END]
             zero = tf.zeros([batch])
             return tf.fill([batch, 1], tf.constant(END, tf.int64)), first_logits[:, None], zero
@@ -428,11 +456,12 @@ class GRModel(base.ValueModel):
             first = tf.cast(top.indices, tf.int64)
             weights = top.values / tf.reduce_sum(top.values, axis=1, keepdims=True)
             first_value = tf.gather(self.id_values, first)
+        width = tf.shape(first)[1]
         paths, path_logits, later_values = self._continue(
-            tf.reshape(first, [-1]), tf.repeat(memory, tf.shape(first)[1], axis=0))
+            tf.reshape(first, [-1]), tf.repeat(memory, width, axis=0),
+            [tf.repeat(inputs, width, axis=0) for inputs in first_inputs])
         path_values = first_value + tf.reshape(later_values, tf.shape(first))
         prediction = (1.0 - stop_first) * tf.reduce_sum(weights * path_values, axis=1) / self.scale
-        width = tf.shape(first)[1]
         token_ids = tf.concat([first[:, :1], paths[::width]], axis=1)
         logits = tf.concat([first_logits[:, None], path_logits[::width]], axis=1)
         zero_path = tf.concat([tf.fill([batch, 1], tf.constant(END, tf.int64)),
@@ -440,19 +469,22 @@ class GRModel(base.ValueModel):
         token_ids = tf.where((stop_first >= STOP_PROBABILITY)[:, None], zero_path, token_ids)
         return token_ids, logits, prediction
 
-    def _continue(self, first: tf.Tensor, memory: tf.Tensor):
-        """Greedy steps 2..T after the first numeric token `first` [R] (R paths, memory [R, 1, d]).
+    @tf.autograph.experimental.do_not_convert
+    def _continue(self, first: tf.Tensor, memory: tf.Tensor, layer_inputs: list):
+        """Greedy steps 2..T after the first numeric token `first` [R] (R paths, memory [R, 1, d],
+        `layer_inputs` the decoder blocks' inputs at the START position, [R, 1, d] each).
 
         Returns the ids of steps 2..T [R, T-1] (PAD after END), their logits [R, T-1, V] and the sum of
         their windowed soft-argmax values up to END, in units [R].
         """
         rows = tf.shape(first)[0]
         ids = [tf.fill([rows], tf.constant(START, tf.int64)), first]
+        layer_inputs = list(layer_inputs)
         finished = tf.zeros([rows], tf.bool)
         step_logits, soft_values = [], []
         for position in range(1, self.sequence_length):
             last = position == self.sequence_length - 1
-            logits = self._decode(self.token_embedding(tf.stack(ids, axis=1)), memory)[:, -1]
+            logits = self._decode_step(self.token_embedding(ids[-1][:, None]), memory, layer_inputs)
             chosen = self.next_token(logits, ids[-1], last=last)
             chosen = tf.where(finished, tf.constant(PAD, tf.int64), chosen)
             finished = tf.logical_or(finished, chosen == END)
@@ -475,6 +507,7 @@ class GRModel(base.ValueModel):
         value = tf.reduce_sum(per_position * numeric, axis=1) / self.scale
         return {TOKENS_KEY: logits, VALUE_KEY: value / self.value_unit}
 
+    @tf.autograph.experimental.do_not_convert
     def serving_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """The greedy path's soft-argmax value in label units as prediction, median, lower and upper [B];
         the greedy token ids [B, T] as `tokens`."""

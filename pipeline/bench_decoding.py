@@ -47,9 +47,11 @@ def evaluate(model, attribute: str, values: Sequence[Any], prepared, config: Map
     `own` holds the run's metrics under the model's own setting, which are reused, not recomputed.
     Results are keyed by str(value)."""
     from models import calibration
-    from pipeline import bench
+    from pipeline import bench_train
 
     original = getattr(model, attribute)
+    # The calibration of the model's own setting, restored at the end (cheaper than refitting it).
+    calibrated = [(variable, variable.numpy()) for variable in (model.interval_thresholds, model.interval_offsets)]
     results = {}
     try:
         for decoding in values:
@@ -57,22 +59,24 @@ def evaluate(model, attribute: str, values: Sequence[Any], prepared, config: Map
                 results[str(decoding)] = {key: own[key] for key in (*COLUMNS, "predict_s") if key in own}
                 continue
             setattr(model, attribute, decoding)
-            calibration.calibrate_model(model, validation, log=None)
+            predict_fn = bench_train.predict_function(model, eval_x)
+            calibration.calibrate_model(model, validation, log=None, predict=predict_fn)
             started = time.perf_counter()
-            outputs = bench.predict(bench.predict_function(model, eval_x), eval_x)
-            result = {**bench.scores(labels, outputs), "predict_s": time.perf_counter() - started}
+            outputs = bench_train.predict(predict_fn, eval_x)
+            result = {**bench_train.scores(labels, outputs), "predict_s": time.perf_counter() - started}
             if time_serving:
-                result["serve_ms_per_1000"], _ = bench.serving_time(model, prepared, config, budget)
+                result["serve_ms_per_1000"], _ = bench_train.serving_time(model, prepared, config, budget)
             results[str(decoding)] = result
     finally:
         setattr(model, attribute, original)
-        calibration.calibrate_model(model, validation, log=None)
+        for variable, value in calibrated:
+            variable.assign(value)
     return results
 
 
 def render(runs: Sequence[Mapping[str, Any]], default: str, kind: str = "rqreg") -> List[str]:
     """Markdown lines of the decoding table from the runs of a kind's default row (none if not measured)."""
-    from pipeline import bench
+    from pipeline import bench_report
 
     per_rule: Dict[str, List[Mapping[str, float]]] = {}
     for run in runs:
@@ -93,6 +97,6 @@ def render(runs: Sequence[Mapping[str, Any]], default: str, kind: str = "rqreg")
     lines = ["", title, "", header + " " + " | ".join(COLUMNS.values()) + " |",
              "|---|" + "---|" * len(COLUMNS)]
     for decoding, values in per_rule.items():
-        agg = bench.aggregate(values)
-        lines.append(f"| {decoding} | " + " | ".join(bench._cell(agg, key) for key in COLUMNS) + " |")
+        agg = bench_report.aggregate(values)
+        lines.append(f"| {decoding} | " + " | ".join(bench_report._cell(agg, key) for key in COLUMNS) + " |")
     return lines

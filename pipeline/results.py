@@ -94,7 +94,8 @@ def _destination(artifact) -> str:
 METRIC_COLUMNS = (("example_count", "n", "{:.0f}"), ("mean_label", "mean label", "{:.3f}"),
             ("mean_prediction", "mean pred", "{:.3f}"), ("mean_absolute_error", "MAE", "{:.3f}"),
             ("root_mean_squared_error", "RMSE", "{:.3f}"), ("normalized_gini", "norm. Gini", "{:.3f}"),
-            ("spearman", "Spearman", "{:.3f}"), ("xauc", "XAUC", "{:.3f}"))
+            ("spearman", "Spearman", "{:.3f}"), ("xauc", "XAUC", "{:.3f}"),
+            ("interval_coverage", "80% cov.", "{:.3f}"))
 
 
 def slice_order(name: str) -> tuple:

@@ -6,11 +6,12 @@ import math
 
 import pytest
 
-from pipeline import bench
+from pipeline import bench, bench_report, bench_rows
 
 pytestmark = pytest.mark.e2e
 
 MODELS = ["rqreg", "ziln", "gr"]
+SMALL_CODES = "small_codes"
 
 
 def _args(argv):
@@ -23,6 +24,7 @@ def _args(argv):
 def tiny_bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     args = _args(["--tiny", "--datasets", "synthetic_ltv", "--models", *MODELS, "--seeds", "1",
+                  "--variant", f"{SMALL_CODES}: codebook_sizes=[8,4]",
                   "--out", str(root / "out"), "--work-dir", str(root / "work")])
     assert args.func(args) == 0
     results = json.loads((root / "out" / "results.json").read_text())
@@ -31,18 +33,18 @@ def tiny_bench(tmp_path_factory):
 
 def test_parser_defaults():
     args = _args([])
-    assert args.datasets == list(bench.DATASETS)
+    assert args.datasets == list(bench_rows.DATASETS)
     assert args.seeds == 3 and args.scale == 1.0 and args.out == "benchmarks" and not args.tiny
 
 
 def test_json_has_every_row_with_finite_metrics(tiny_bench):
     results, _ = tiny_bench
     dataset = results["results"]["synthetic_ltv"]
-    assert set(dataset["rows"]) == set(MODELS)
+    assert set(dataset["rows"]) == set(MODELS) | {SMALL_CODES}
     for row in dataset["rows"].values():
         assert len(row["runs"]) == 1
         run = row["runs"][0]
-        for key in bench.METRICS:
+        for key in bench_report.METRICS:
             assert math.isfinite(run[key]), (row["label"], key, run[key])
             assert math.isfinite(row["aggregate"][key]["mean"])
         assert run["serving_vs_predict_max_abs_diff"] < 1e-3 * max(1.0, run["prediction_cap"])
@@ -71,6 +73,14 @@ def test_every_decoding_rule_is_scored_on_the_default_rqreg_run(tiny_bench):
     assert "decodings" not in results["results"]["synthetic_ltv"]["rows"]["ziln"]["runs"][0]
 
 
+def test_a_variant_with_other_codebook_sizes_is_trained_on_its_own_transform(tiny_bench):
+    results, markdown = tiny_bench
+    rows = results["results"]["synthetic_ltv"]["rows"]
+    assert rows[SMALL_CODES]["runs"][0]["codebook_sizes"] == [8, 4]
+    assert rows["rqreg"]["runs"][0]["codebook_sizes"] == [32, 16, 16]
+    assert f"| {SMALL_CODES} (codebook_sizes=[8,4]) |" in markdown
+
+
 def test_gr_is_scored_with_the_papers_greedy_decode_and_with_its_default_first_token_expansion(tiny_bench):
     from pipeline import config as config_lib
 
@@ -95,7 +105,7 @@ def test_interval_coverage_is_reported_per_predicted_value_group(tiny_bench):
 def test_markdown_has_the_table_and_the_targets(tiny_bench):
     _, markdown = tiny_bench
     assert "## synthetic_ltv" in markdown
-    for title, _ in bench.METRICS.values():
+    for title, _ in bench_report.METRICS.values():
         assert title in markdown
     assert "| rqreg |" in markdown and "| ziln |" in markdown
     assert "## Targets" in markdown
@@ -104,7 +114,7 @@ def test_markdown_has_the_table_and_the_targets(tiny_bench):
 
 def test_aggregate_and_target_rule():
     runs = [{"mae": 1.0, "spearman": 0.5}, {"mae": 3.0, "spearman": 0.7}]
-    agg = bench.aggregate(runs)
+    agg = bench_report.aggregate(runs)
     assert agg["mae"]["mean"] == 2.0 and agg["mae"]["n"] == 2
     assert math.isclose(agg["mae"]["std"], math.sqrt(2.0))
 
@@ -114,34 +124,34 @@ def test_aggregate_and_target_rule():
                               "mae": {"mean": mae, "std": std}}}
 
     rows = {"rqreg": row(0.5, 0.4, 10.0), "ziln": row(0.4, 0.3, 11.0), "rqreg_no_rnc": row(0.9, 0.9, 1.0)}
-    assert bench.target_checks("cdnow", rows)["met"] is True  # ablations are not baselines
+    assert bench_report.target_checks("cdnow", rows)["met"] is True  # ablations are not baselines
     rows["mse"] = row(0.495, 0.3, 11.0)  # within the spread on Gini
-    check = bench.target_checks("cdnow", rows)
+    check = bench_report.target_checks("cdnow", rows)
     assert check["met"] is False
     assert [c["baseline"] for c in check["comparisons"] if not c["met"]] == ["mse"]
 
 
 def test_scale_multiplies_sizes_and_step_budgets():
-    half = bench.budget_for(0.5)
-    assert half.rows["cdnow"] == bench.DEFAULT_BUDGET.rows["cdnow"] // 2
-    assert half.max_steps == bench.DEFAULT_BUDGET.max_steps // 2
-    assert bench.budget_for(10.0).rows["cdnow"] is None  # more than CDNOW has: all customers
-    assert bench.budget_for(1.0, tiny=True) == bench.TINY_BUDGET
+    half = bench_rows.budget_for(0.5)
+    assert half.rows["cdnow"] == bench_rows.DEFAULT_BUDGET.rows["cdnow"] // 2
+    assert half.max_steps == bench_rows.DEFAULT_BUDGET.max_steps // 2
+    assert bench_rows.budget_for(10.0).rows["cdnow"] is None  # more than CDNOW has: all customers
+    assert bench_rows.budget_for(1.0, tiny=True) == bench_rows.TINY_BUDGET
 
 
 def test_variant_rows_parse_model_settings_and_name_bad_ones():
-    row = bench.parse_variant("wide: hidden_units=[128,64] learning_rate=0.001")
+    row = bench_rows.parse_variant("wide: hidden_units=[128,64] learning_rate=0.001")
     assert (row.id, row.kind) == ("wide", "rqreg")
     assert row.changes == {"hidden_units": (128, 64), "learning_rate": 0.001}
-    with pytest.raises(ValueError, match="'codebook_sizes' is a Transform setting"):
-        bench.parse_variant("big: codebook_sizes=[64,16,16]")
-    assert bench.parse_variant("ziln_slow: kind=ziln learning_rate=0.001").kind == "ziln"
+    big = bench_rows.parse_variant("big: codebook_sizes=[64,16,16] rnc_weight=0")
+    assert big.transform_changes == {"codebook_sizes": (64, 16, 16)} and row.transform_changes == {}
+    assert bench_rows.parse_variant("ziln_slow: kind=ziln learning_rate=0.001").kind == "ziln"
     with pytest.raises(ValueError, match="'learning_rat' is not a model setting"):
-        bench.parse_variant("typo: learning_rat=0.1")
+        bench_rows.parse_variant("typo: learning_rat=0.1")
     with pytest.raises(ValueError, match="model.decoding"):
-        bench.parse_variant("bad: decoding=mode")
+        bench_rows.parse_variant("bad: decoding=mode")
     with pytest.raises(ValueError, match="expected 'ID: key=value"):
-        bench.parse_variant("no_settings")
+        bench_rows.parse_variant("no_settings")
 
 
 def test_rqreg_variants_are_not_baselines():
@@ -149,4 +159,4 @@ def test_rqreg_variants_are_not_baselines():
            "mae": {"mean": 1.0, "std": 0.0, "n": 3}}
     rows = {"rqreg": {"kind": "rqreg", "aggregate": agg}, "big": {"kind": "rqreg", "aggregate": agg},
             "ziln_slow": {"kind": "ziln", "aggregate": agg}}
-    assert {c["baseline"] for c in bench.target_checks("cdnow", rows)["comparisons"]} == {"ziln_slow"}
+    assert {c["baseline"] for c in bench_report.target_checks("cdnow", rows)["comparisons"]} == {"ziln_slow"}
