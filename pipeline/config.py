@@ -111,7 +111,7 @@ class ModelConfig:
     kind: str = "rqreg"
     label_transform: str = "log1p"
     value_buckets: int = 5
-    codebook_sizes: Tuple[int, ...] = (32, 16, 16)
+    codebook_sizes: Tuple[int, ...] = (16, 8, 8)  # by measurement (README, "The RQ codebook")
     first_level_median: bool = True
     codebook_resolution: float = 1e-4
     embedding_dim: int = 16

@@ -52,8 +52,8 @@ def test_run_pushes_a_blessed_model_with_metrics_per_value_bucket(small_run):
     for key in ("mean_absolute_error", "root_mean_squared_error", "normalized_gini", "spearman",
                 "mean_label", "mean_prediction"):
         assert np.isfinite(overall[key]), key
-    # The served 80% interval is calibrated on the same valid split TFMA evaluates.
-    assert 0.75 <= overall["interval_coverage"] <= 1.0
+    # The served 80% interval, calibrated on the valid split, covers about 80% of the eval split.
+    assert 0.7 <= overall["interval_coverage"] <= 1.0
 
 
 def test_pushed_model_scores_raw_examples_without_label(small_run):

@@ -77,7 +77,8 @@ def test_a_variant_with_other_codebook_sizes_is_trained_on_its_own_transform(tin
     results, markdown = tiny_bench
     rows = results["results"]["synthetic_ltv"]["rows"]
     assert rows[SMALL_CODES]["runs"][0]["codebook_sizes"] == [8, 4]
-    assert rows["rqreg"]["runs"][0]["codebook_sizes"] == [32, 16, 16]
+    from pipeline import config as config_lib
+    assert rows["rqreg"]["runs"][0]["codebook_sizes"] == list(config_lib.ModelConfig().codebook_sizes)
     assert f"| {SMALL_CODES} (codebook_sizes=[8,4]) |" in markdown
 
 
