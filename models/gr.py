@@ -30,7 +30,12 @@ most probable numeric token no larger than the previous one. The prediction is, 
 code's evaluation, the windowed soft-argmax summed over the numeric steps of that path, / scale;
 `tokens` holds the path (the plain sum of its token values is the hard decode). One addition for
 zero-inflated labels (which the paper's watch time does not have): the value path does not stop
-at the first step, and its value is weighed by P(not END first) — see `greedy_decode`.
+at the first step, and its value is weighed by P(not END first) — see `greedy_decode`. A second
+addition, `first_tokens` = K (config `gr_first_tokens`, default 16 in pipeline.config): the greedy
+paths of the K likeliest first tokens are decoded and averaged by their renormalised probabilities,
+because the single greedy path follows the mode, which ranks bimodal values backwards (K = 1 is the
+paper's decode). Decoding runs the decoder blocks on the newest position only at each step
+(`_decode_step`), which equals the full causal pass.
 
 Simplifications vs. the paper and its code: the scale is chosen from the training labels
 (`default_label_scale`) instead of a fixed 1000; the vocabulary is bounded and always holds 1;
