@@ -158,8 +158,13 @@ class GroupedOffsets:
 
     def group_of(self, prediction) -> np.ndarray:
         """Group index [n] of each prediction."""
-        return np.searchsorted(np.asarray(self.thresholds, dtype=np.float64),
-                               np.asarray(prediction, dtype=np.float64).reshape(-1), side="right")
+        return _group_index(self.thresholds, prediction)
+
+
+def _group_index(thresholds, prediction) -> np.ndarray:
+    """How many thresholds are at or below each prediction: its group, [n] (as `predict_outputs` serves it)."""
+    return np.searchsorted(np.asarray(thresholds, dtype=np.float64),
+                           np.asarray(prediction, dtype=np.float64).reshape(-1), side="right")
 
 
 def group_thresholds(prediction, groups: int, min_rows: int = MIN_GROUP_ROWS) -> Tuple[float, ...]:
@@ -198,7 +203,7 @@ def grouped_offsets(labels, lower, upper, median, prediction, transform: str, al
     labels, lower, upper, median, prediction = _columns(labels=labels, lower=lower, upper=upper, median=median,
                                                         prediction=prediction)
     thresholds = group_thresholds(prediction, groups, min_rows)
-    group = np.searchsorted(np.asarray(thresholds, dtype=np.float64), prediction, side="right")
+    group = _group_index(thresholds, prediction)
     offsets = tuple(interval_offsets(labels[group == g], lower[group == g], upper[group == g], median[group == g],
                                      transform, alpha)
                     for g in range(len(thresholds) + 1))
@@ -221,9 +226,8 @@ def group_coverage(labels, lower, upper, prediction, grouped: GroupedOffsets) ->
     """Coverage of [lower, upper] within each predicted-value group (NaN for an empty group)."""
     labels, lower, upper = _columns(labels=labels, lower=lower, upper=upper)
     group = grouped.group_of(prediction)
-    covered = (lower <= labels) & (labels <= upper)
-    return tuple(float(np.mean(covered[group == g])) if np.any(group == g) else math.nan
-                 for g in range(len(grouped.offsets)))
+    return tuple(coverage(labels[group == g], lower[group == g], upper[group == g]) if np.any(group == g)
+                 else math.nan for g in range(len(grouped.offsets)))
 
 
 def apply_offsets(lower, upper, median, offsets: Offsets, transform: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -256,8 +260,9 @@ def calibrate_model(model, dataset, alpha: float = DEFAULT_ALPHA,
         trace shared with other predictions); None wraps it here.
 
     Returns:
-      rows, coverage_before, coverage_after (both on these rows), thresholds (between groups),
-      offset_lower and offset_upper (one per group), group_coverage_after (per group).
+      rows, coverage_before, coverage_after (both on these rows), grouped (the `GroupedOffsets` set),
+      thresholds (between groups), offset_lower and offset_upper (one per group), group_coverage_after
+      (per group).
     """
     import tensorflow as tf
 
@@ -277,6 +282,7 @@ def calibrate_model(model, dataset, alpha: float = DEFAULT_ALPHA,
     calibrated = apply_grouped(lower, upper, median, prediction, grouped, transform)
     summary = {"rows": labels.size, "coverage_before": coverage(labels, lower, upper),
                "coverage_after": coverage(labels, *calibrated),
+               "grouped": grouped,
                "thresholds": list(grouped.thresholds),
                "offset_lower": [o.lower for o in grouped.offsets],
                "offset_upper": [o.upper for o in grouped.offsets],

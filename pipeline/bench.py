@@ -37,7 +37,7 @@ os.environ.setdefault("FEAST_USAGE", "False")
 
 import numpy as np  # noqa: E402
 
-from pipeline.bench_data import prepare_dataset, reanalyze  # noqa: E402
+from pipeline.bench_data import prepare_dataset, reanalyze, transform_key  # noqa: E402
 from pipeline.bench_report import aggregate, render, target_checks  # noqa: E402
 from pipeline.bench_rows import (ABLATIONS, DATASETS, VALIDATION_FRACTION, Budget, Row, applies,  # noqa: E402
                                  available_rows, budget_for, parse_variant)
@@ -144,7 +144,7 @@ def run_bench(datasets: Sequence[str], models: Optional[Sequence[str]], seeds: i
                 continue
             data_for_row = prepared
             if row.transform_changes:
-                key = repr(sorted(row.transform_changes.items()))
+                key = transform_key(row.transform_changes)
                 if key not in transforms:
                     transforms[key] = reanalyze(prepared, row.transform_changes, work_dir, log=log)
                 data_for_row = transforms[key]

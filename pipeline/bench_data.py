@@ -140,12 +140,17 @@ def reanalyze(prepared: Prepared, changes: Mapping[str, Any], work_dir: str, log
     """The same ingested data set under another Transform: ModelConfig with `changes` (transform settings)."""
     started = time.time()
     model = dataclasses.replace(prepared.model, **changes)
-    key = "-".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
-                   for k, v in sorted(changes.items()))
+    key = transform_key(changes)
     variant = _with_transform(prepared.name, prepared.data, model, prepared.serialized, prepared.labels,
                               os.path.join(work_dir, "transform", prepared.name + "@" + key), started)
     log(f"[{prepared.name}] Transform with {key} in {variant.seconds:.0f} s")
     return variant
+
+
+def transform_key(changes: Mapping[str, Any]) -> str:
+    """A name for a set of Transform settings, e.g. "codebook_sizes=16x8x8" (its folder, its log line)."""
+    return "-".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                    for k, v in sorted(changes.items()))
 
 
 def _with_transform(name: str, data, model, serialized: Dict[str, List[bytes]], labels: Dict[str, np.ndarray],

@@ -259,7 +259,7 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     result = {
         **scores(labels, outputs),
         "coverage_80_top_bucket": _top_bucket_coverage(labels, outputs, eval_x, config),
-        **_group_coverage(labels, outputs, calibrated["thresholds"]),
+        **_group_coverage(labels, outputs, calibrated["grouped"]),
         "coverage_80_validation_uncalibrated": calibrated["coverage_before"],
         "interval_thresholds": calibrated["thresholds"],
         "interval_offset_lower": calibrated["offset_lower"],
@@ -308,13 +308,12 @@ def _top_bucket_coverage(labels: np.ndarray, outputs: Mapping[str, np.ndarray], 
     return metrics.interval_coverage(labels[top], outputs["lower"][top], outputs["upper"][top])
 
 
-def _group_coverage(labels: np.ndarray, outputs: Mapping[str, np.ndarray], thresholds: Sequence[float]
-                    ) -> Dict[str, Any]:
+def _group_coverage(labels: np.ndarray, outputs: Mapping[str, np.ndarray], grouped) -> Dict[str, Any]:
     """80% interval coverage on eval within each predicted-value group of the model's calibration
-    (`coverage_80_by_group`, lowest prediction first) and the lowest of them (`coverage_80_worst_group`)."""
+    (`grouped`, a `calibration.GroupedOffsets`): `coverage_80_by_group`, lowest prediction first, and
+    the lowest of them, `coverage_80_worst_group`."""
     from models import calibration
 
-    grouped = calibration.GroupedOffsets(tuple(thresholds), (calibration.Offsets(),) * (len(thresholds) + 1))
     by_group = calibration.group_coverage(labels, outputs["lower"], outputs["upper"], outputs["prediction"], grouped)
     finite = [c for c in by_group if math.isfinite(c)]
     return {"coverage_80_by_group": list(by_group), "coverage_80_worst_group": min(finite) if finite else math.nan}
