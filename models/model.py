@@ -8,7 +8,9 @@ E[t] = Σ_l Σ_k p_l(k)·C_l[k], so the code probabilities are also trained to l
 Decoding (`decoding`, the serving outputs):
   - "tree": enumerate the whole code tree (Π K_l leaves): the probability of every code path,
     chained through the LSTM, times that path's decoded value in label units gives the exact
-    predictive mean; the same leaf distribution gives the median and the 80% interval.
+    predictive mean; the same leaf distribution gives the median and the 80% interval. The LSTM
+    input's projection is split into per-example and per-code parts, so branching on every code
+    costs one recurrent product per path (`leaf_probabilities`).
   - "beam": the same over a beam: every first-level code is kept (the first level carries most
     of the value, and its probability is spread over many codes), then under each of them only
     the `beam_width` most probable prefixes are extended at each further level but the last,
@@ -171,25 +173,46 @@ class RQRegModel(base.ValueModel):
         return tf.where(codes[:, 0] == codebook.ZERO_CODE, tf.zeros_like(total), total)
 
     def leaf_probabilities(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        """Probability of every code path, [B, Π K_l], in `codebook.leaf_values` order."""
+        """Probability of every code path, [B, Π K_l], in `codebook.leaf_values` order.
+
+        The LSTM's input is [previous code embedding, context], so its pre-activation splits into a
+        part per example (context and bias), a part per code (a [K, 4H] table) and the recurrent part
+        per path. Branching a path on every code then costs one recurrent product per path, not one
+        full LSTM step per (path, code): the same numbers as stepping `self.cell` on every branch,
+        with a fraction of the work at the last level.
+        """
         context = self.encoder(inputs)
         batch = tf.shape(context)[0]
+        embed = self.start.shape[-1]
+        if not self.cell.built:
+            self.cell.build(tf.TensorShape([None, embed + context.shape[-1]]))
+        kernel, recurrent = self.cell.kernel, self.cell.recurrent_kernel
+        per_example = tf.matmul(context, kernel[embed:]) + self.cell.bias  # [B, 4H]
+        per_code = tf.matmul(self.start, kernel[:embed])  # [K_prev, 4H]; the start vector at level 1
+        h, c = (s[:, None, :] for s in self._start_state(context))  # [B, P, H], P = 1
         probs = tf.ones([batch, 1])
-        previous = tf.tile(self.start, [batch, 1])
-        state = self._start_state(context)
-        paths = 1
         for level, size in enumerate(self.sizes):
-            logits, state = self._step(level, previous, context, state)
-            p = tf.reshape(tf.nn.softmax(logits), [batch, paths, size])
-            probs = tf.reshape(probs[:, :, None] * p, [batch, paths * size])
-            if level + 1 < len(self.sizes):
-                # Branch every path on every code of this level: rows become (example, path, code).
-                state = [tf.repeat(s, size, axis=0) for s in state]
-                context = tf.repeat(context, size, axis=0)
-                code_embeds = self.code_embeddings[level](tf.range(size, dtype=tf.int64))
-                previous = tf.tile(code_embeds, [batch * paths, 1])
-                paths *= size
+            # Every path branches on every code of the previous level. The gates are split before
+            # the broadcast, so no [B, P, K_prev, 4H] tensor is built: four of [B, P, K_prev, H].
+            per_path = per_example[:, None, :] + tf.einsum("bph,hg->bpg", h, recurrent)  # [B, P, 4H]
+            gates = [a[:, :, None, :] + b[None, None, :, :]
+                     for a, b in zip(tf.split(per_path, 4, axis=-1), tf.split(per_code, 4, axis=-1))]
+            h, c = self._lstm_update(gates, c[:, :, None, :])
+            paths = tf.shape(h)[1] * tf.shape(h)[2]
+            h = tf.reshape(h, [batch, paths, self.lstm_units])
+            c = tf.reshape(c, [batch, paths, self.lstm_units])
+            p = tf.nn.softmax(self.heads[level](h))  # [B, paths, K_l]
+            probs = tf.reshape(probs[:, :, None] * p, [batch, -1])
+            per_code = tf.matmul(self.code_embeddings[level](tf.range(size, dtype=tf.int64)), kernel[:embed])
         return probs
+
+    def _lstm_update(self, gates: Sequence[tf.Tensor], c: tf.Tensor):
+        """`self.cell`'s update from the pre-activations of its gates (i, f, c, o; each [..., H])
+        and the cell state c: returns the new (h, c)."""
+        i, f, g, o = gates
+        gate = self.cell.recurrent_activation
+        c = gate(f) * c + gate(i) * self.cell.activation(g)
+        return gate(o) * self.cell.activation(c), c
 
     def beam(self, inputs: Mapping[str, tf.Tensor], width: int):
         """The leaves of a beam search over code paths.

@@ -50,6 +50,31 @@ def test_leaf_probabilities_form_a_distribution_over_every_code_path():
     assert np.all(probs >= 0)
 
 
+def _stepwise_leaf_probabilities(model, inputs):
+    """Reference: one full LSTM step (`model._step`) for every (path, code) branch of the tree."""
+    context = model.encoder(inputs)
+    batch = tf.shape(context)[0]
+    probs, previous, paths = tf.ones([batch, 1]), tf.tile(model.start, [batch, 1]), 1
+    state = model._start_state(context)
+    for level, size in enumerate(model.sizes):
+        logits, state = model._step(level, previous, context, state)
+        probs = tf.reshape(probs[:, :, None] * tf.reshape(tf.nn.softmax(logits), [batch, paths, size]), [batch, -1])
+        state = [tf.repeat(s, size, axis=0) for s in state]
+        context = tf.repeat(context, size, axis=0)
+        previous = tf.tile(model.code_embeddings[level](tf.range(size, dtype=tf.int64)), [batch * paths, 1])
+        paths *= size
+    return probs.numpy()
+
+
+def test_leaf_probabilities_equal_a_full_lstm_step_on_every_branch():
+    tf.keras.utils.set_random_seed(3)
+    inputs, _, book = _data(9)
+    model = _model(book)
+    model(inputs)
+    np.testing.assert_allclose(model.leaf_probabilities(inputs).numpy(), _stepwise_leaf_probabilities(model, inputs),
+                               rtol=1e-5, atol=1e-7)
+
+
 def test_predict_outputs_are_in_label_units_and_bounded_by_the_leaves():
     inputs, _, book = _data(7)
     outputs = _model(book).predict_outputs(inputs)
