@@ -35,7 +35,8 @@ addition, `first_tokens` = K (config `gr_first_tokens`, default 16 in pipeline.c
 paths of the K likeliest first tokens are decoded and averaged by their renormalised probabilities,
 because the single greedy path follows the mode, which ranks bimodal values backwards (K = 1 is the
 paper's decode). Decoding runs the decoder blocks on the newest position only at each step
-(`_decode_step`), which equals the full causal pass.
+(`_decode_step`), with the self-attention keys and values of earlier positions cached and the
+cross-attention to the single memory token computed once; it equals the full causal pass.
 
 Simplifications vs. the paper and its code: the scale is chosen from the training labels
 (`default_label_scale`) instead of a fixed 1000; the vocabulary is bounded and always holds 1;
@@ -233,13 +234,32 @@ class DecoderBlock(keras.layers.Layer):
         x = x + self.self_attention(h, h, use_causal_mask=True)
         return self._cross_and_ffn(x, memory)
 
-    def last_position(self, inputs: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
-        """The block's output at the last position only, [B, 1, d_model], from its inputs at every
-        position so far [B, t, d_model]: what `call` gives there (causal attention lets the last
-        position see all of them), without computing the earlier positions again."""
-        h = self.norms[0](inputs)
-        x = inputs[:, -1:] + self.self_attention(h[:, -1:], h)
-        return self._cross_and_ffn(x, memory)
+    def cross_term(self, memory: tf.Tensor) -> tf.Tensor:
+        """The cross-attention output for a memory of one token, [B, 1, d_model]: with a single key
+        every attention weight is 1, so the output is the same whatever the query, at every position."""
+        if memory.shape[1] != 1:
+            raise ValueError(f"cross_term needs a memory of one token, got shape {memory.shape}")
+        return self.cross_attention(memory, memory)
+
+    def step(self, x: tf.Tensor, cross: tf.Tensor, cache):
+        """The block's output at a new position, [B, 1, d_model], from its input there x [B, 1, d_model].
+
+        `cross` is `cross_term(memory)`; `cache` holds the self-attention keys and values of the
+        earlier positions ([B, t, heads, key_dim] each; None at the first position). Returns the
+        output and the cache extended by this position: what `call` gives at the last position of
+        the whole sequence (causal attention lets it see every earlier position), computing the
+        keys and values of each position once.
+        """
+        attention = self.self_attention
+        h = self.norms[0](x)
+        if not attention._built_from_signature:  # a model decoding before it has been called
+            attention._build_from_signature(query=h, value=h)
+        keys, values = attention._key_dense(h), attention._value_dense(h)
+        if cache is not None:
+            keys, values = tf.concat([cache[0], keys], axis=1), tf.concat([cache[1], values], axis=1)
+        attended, _ = attention._compute_attention(attention._query_dense(h), keys, values)
+        x = x + attention._output_dense(attended) + cross
+        return x + self.ffn_output(self.ffn_hidden(self.norms[2](x))), (keys, values)
 
     def _cross_and_ffn(self, x: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
         x = x + self.cross_attention(self.norms[1](x), memory)
@@ -357,19 +377,21 @@ class GRModel(base.ValueModel):
             x = block(x, memory)
         return self.logits(self.final_norm(x))
 
-    def _decode_step(self, embedded: tf.Tensor, memory: tf.Tensor, layer_inputs: list) -> tf.Tensor:
+    def _cross_terms(self, memory: tf.Tensor) -> list:
+        """Per decoder block, its cross-attention output for `memory` (`DecoderBlock.cross_term`)."""
+        return [block.cross_term(memory) for block in self.blocks]
+
+    def _decode_step(self, embedded: tf.Tensor, crosses: list, caches: list) -> tf.Tensor:
         """Logits [B, V] of the newest position, from its input embedding [B, 1, d_model].
 
-        `layer_inputs` holds, per decoder block, that block's inputs at the earlier positions
-        ([B, t, d_model], or None before the first step) and is extended in place; the result equals
-        `_decode(all embeddings so far, memory)[:, -1]`, at the cost of one position per block.
+        `crosses` is `_cross_terms(memory)`; `caches` holds, per decoder block, the self-attention
+        keys and values of the earlier positions (None before the first step) and is extended in
+        place. The result equals `_decode(all embeddings so far, memory)[:, -1]`.
         """
-        position = 0 if layer_inputs[0] is None else int(layer_inputs[0].shape[1])
+        position = 0 if caches[0] is None else int(caches[0][0].shape[1])
         x = embedded + self.position_embedding[None, position:position + 1]
         for i, block in enumerate(self.blocks):
-            inputs = x if layer_inputs[i] is None else tf.concat([layer_inputs[i], x], axis=1)
-            layer_inputs[i] = inputs
-            x = block.last_position(inputs, memory)
+            x, caches[i] = block.step(x, crosses[i], caches[i])
         return self.logits(self.final_norm(x))[:, 0]
 
     def _input_ids(self, target_ids: tf.Tensor) -> tf.Tensor:
@@ -445,8 +467,8 @@ class GRModel(base.ValueModel):
         memory = self._memory(inputs)
         batch = tf.shape(memory)[0]
         start = tf.fill([batch], tf.constant(START, tf.int64))
-        first_inputs = [None] * len(self.blocks)
-        first_logits = self._decode_step(self.token_embedding(start[:, None]), memory, first_inputs)
+        crosses, first_caches = self._cross_terms(memory), [None] * len(self.blocks)
+        first_logits = self._decode_step(self.token_embedding(start[:, None]), crosses, first_caches)
         if self.sequence_length == 1:  # no numeric token fits: the only sequence is [END]
             zero = tf.zeros([batch])
             return tf.fill([batch, 1], tf.constant(END, tf.int64)), first_logits[:, None], zero
@@ -463,8 +485,8 @@ class GRModel(base.ValueModel):
             first_value = tf.gather(self.id_values, first)
         width = tf.shape(first)[1]
         paths, path_logits, later_values = self._continue(
-            tf.reshape(first, [-1]), tf.repeat(memory, width, axis=0),
-            [tf.repeat(inputs, width, axis=0) for inputs in first_inputs])
+            tf.reshape(first, [-1]), [tf.repeat(cross, width, axis=0) for cross in crosses],
+            [tuple(tf.repeat(t, width, axis=0) for t in cache) for cache in first_caches])
         path_values = first_value + tf.reshape(later_values, tf.shape(first))
         prediction = (1.0 - stop_first) * tf.reduce_sum(weights * path_values, axis=1) / self.scale
         token_ids = tf.concat([first[:, :1], paths[::width]], axis=1)
@@ -475,21 +497,21 @@ class GRModel(base.ValueModel):
         return token_ids, logits, prediction
 
     @tf.autograph.experimental.do_not_convert
-    def _continue(self, first: tf.Tensor, memory: tf.Tensor, layer_inputs: list):
-        """Greedy steps 2..T after the first numeric token `first` [R] (R paths, memory [R, 1, d],
-        `layer_inputs` the decoder blocks' inputs at the START position, [R, 1, d] each).
+    def _continue(self, first: tf.Tensor, crosses: list, caches: list):
+        """Greedy steps 2..T after the first numeric token `first` [R] (R paths; `crosses` and `caches`
+        as in `_decode_step`, for the R paths after the START position).
 
         Returns the ids of steps 2..T [R, T-1] (PAD after END), their logits [R, T-1, V] and the sum of
         their windowed soft-argmax values up to END, in units [R].
         """
         rows = tf.shape(first)[0]
         ids = [tf.fill([rows], tf.constant(START, tf.int64)), first]
-        layer_inputs = list(layer_inputs)
+        caches = list(caches)
         finished = tf.zeros([rows], tf.bool)
         step_logits, soft_values = [], []
         for position in range(1, self.sequence_length):
             last = position == self.sequence_length - 1
-            logits = self._decode_step(self.token_embedding(ids[-1][:, None]), memory, layer_inputs)
+            logits = self._decode_step(self.token_embedding(ids[-1][:, None]), crosses, caches)
             chosen = self.next_token(logits, ids[-1], last=last)
             chosen = tf.where(finished, tf.constant(PAD, tf.int64), chosen)
             finished = tf.logical_or(finished, chosen == END)

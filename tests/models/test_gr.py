@@ -189,10 +189,10 @@ def test_first_token_expansion_averages_the_paths_of_the_likeliest_first_tokens(
     assert not np.allclose(prediction.numpy(), greedy_prediction.numpy())
 
     # By hand: P(not END first) x the renormalised-probability-weighted mean of v_k + the later steps' value.
-    memory = model._memory(inputs)
-    start_inputs = [None] * len(model.blocks)
+    crosses = model._cross_terms(model._memory(inputs))
+    start_caches = [None] * len(model.blocks)
     first_logits = model._decode_step(model.token_embedding(tf.fill([len(labels), 1], tf.constant(gr.START, tf.int64))),
-                                      memory, start_inputs).numpy()
+                                      crosses, start_caches).numpy()
     numeric = np.exp(first_logits[:, gr.NUM_SPECIAL:] - first_logits[:, gr.NUM_SPECIAL:].max(axis=1, keepdims=True))
     numeric /= numeric.sum(axis=1, keepdims=True)
     stop_first = model.stop_probability(tf.constant(first_logits), tf.fill([len(labels)], tf.constant(gr.START, tf.int64)),
@@ -203,7 +203,7 @@ def test_first_token_expansion_averages_the_paths_of_the_likeliest_first_tokens(
     weights /= weights.sum(axis=1, keepdims=True)
     for j in range(3):
         first = tf.constant(top[:, j] + gr.NUM_SPECIAL, tf.int64)
-        _, _, later = model._continue(first, memory, start_inputs)
+        _, _, later = model._continue(first, crosses, start_caches)
         expected += weights[:, j] * (model.token_values[top[:, j]] + later.numpy())
     expected *= (1.0 - stop_first) / model.scale
     np.testing.assert_allclose(prediction.numpy(), expected, rtol=1e-4)
@@ -221,8 +221,8 @@ def test_step_decoding_gives_the_full_causal_pass_at_every_position(trained):
     ids = np.concatenate([np.full((len(labels), 1), gr.START),
                           rng.integers(gr.NUM_SPECIAL, model.vocab_size, size=(len(labels), 5))], axis=1)
     full = model._decode(model.token_embedding(tf.constant(ids)), memory).numpy()
-    layer_inputs = [None] * len(model.blocks)
+    crosses, caches = model._cross_terms(memory), [None] * len(model.blocks)
     for position in range(ids.shape[1]):
-        step = model._decode_step(model.token_embedding(tf.constant(ids[:, position:position + 1])), memory,
-                                  layer_inputs).numpy()
+        step = model._decode_step(model.token_embedding(tf.constant(ids[:, position:position + 1])), crosses,
+                                  caches).numpy()
         np.testing.assert_allclose(step, full[:, position], rtol=1e-4, atol=1e-4)
