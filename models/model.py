@@ -44,6 +44,43 @@ VALUE_KEY = "value"
 DECODINGS = ("tree", "beam", "greedy", "expectation")
 
 
+def smoothed_code_targets(target: tf.Tensor, codes: tf.Tensor, levels: Sequence[np.ndarray],
+                          smoothing: float) -> List[tf.Tensor]:
+    """Soft targets per level, [B, K_l] each: a histogram-loss view of the code cross-entropy.
+
+    Centroids are sorted, so a level's codes are ordered bins of its residual: the bin edges are
+    the midpoints between neighbouring centroids. A positive label's target at level l is a
+    Gaussian centred on its residual r_l = t - Σ_{j<l} C_j[c_j] (true codes above it), integrated
+    over those bins, with σ_l = `smoothing` × the mean spacing of level l's centroids; at level 1
+    the bins are those of the non-zero codes, so P(zero) stays a hard hurdle target. Zero labels
+    keep their one-hot codes at every level. A near miss to a neighbouring code then costs less
+    than a miss across the range (as in the HL-Gauss loss of Imani & White, 2018). smoothing = 0
+    gives the one-hot codes.
+    """
+    target = tf.reshape(tf.cast(target, tf.float32), [-1])
+    codes = tf.cast(codes, tf.int64)
+    zero = (codes[:, 0] == codebook.ZERO_CODE)[:, None]
+    residual = target
+    targets = []
+    for level, centroids in enumerate(levels):
+        centroids = np.asarray(centroids, np.float32)
+        hard = tf.one_hot(codes[:, level], len(centroids))
+        bins = centroids[1:] if level == 0 else centroids  # level 1: the non-zero codes
+        if smoothing > 0 and len(bins) > 1:
+            sigma = float(smoothing * np.mean(np.diff(bins)))
+            edges = np.concatenate([[-np.inf], (bins[1:] + bins[:-1]) / 2, [np.inf]]).astype(np.float32)
+            cdf = 0.5 * (1.0 + tf.math.erf((edges[None, :] - residual[:, None]) / (sigma * np.sqrt(2.0))))
+            soft = cdf[:, 1:] - cdf[:, :-1]
+            if level == 0:
+                soft = tf.concat([tf.zeros_like(soft[:, :1]), soft], axis=1)
+            soft = soft / tf.maximum(tf.reduce_sum(soft, axis=1, keepdims=True), 1e-12)
+            targets.append(tf.where(zero, hard, soft))
+        else:
+            targets.append(hard)
+        residual = residual - tf.gather(tf.constant(centroids), codes[:, level])
+    return targets
+
+
 class RQRegModel(base.ValueModel):
     """Feature encoder -> autoregressive LSTM over RQ codes (RQ-Reg, arXiv 2602.23012).
 
@@ -54,6 +91,7 @@ class RQRegModel(base.ValueModel):
       regression_weight: weight of the Huber term on the decoded value.
       rnc_weight, rnc_temperature: Rank-N-Contrast on the code-path embeddings (0 turns it off).
       sampling_probability: the final scheduled-sampling rate.
+      code_smoothing: soft code targets (`smoothed_code_targets`); 0 trains on the one-hot codes.
       decoding, beam_width: how serving reads the code distribution (module docstring).
 
     Inputs: dict of transformed features; for training also `rq_codes` [B, L] (teacher forcing).
@@ -63,7 +101,7 @@ class RQRegModel(base.ValueModel):
     def __init__(self, context: base.TrainContext, embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64),
                  lstm_units: int = 64, regression_weight: float = 1.0, rnc_weight: float = 0.0,
                  rnc_temperature: float = 2.0, sampling_probability: float = 0.0, decoding: str = "tree",
-                 beam_width: int = 4, **kwargs):
+                 beam_width: int = 4, code_smoothing: float = 0.0, **kwargs):
         super().__init__(context, embedding_dim, hidden_units, **kwargs)
         if decoding not in DECODINGS:
             raise ValueError(f"model.decoding: {decoding!r} is not one of {DECODINGS}")
@@ -72,6 +110,9 @@ class RQRegModel(base.ValueModel):
         self.rnc_weight = rnc_weight
         self.rnc_temperature = rnc_temperature
         self.sampling_probability = sampling_probability
+        if code_smoothing < 0:
+            raise ValueError(f"model.code_smoothing: {code_smoothing} must be >= 0")
+        self.code_smoothing = float(code_smoothing)
         # Probability of feeding the model's own previous code instead of the true one (scheduled sampling).
         self.sampling_rate = tf.Variable(0.0, trainable=False, name="sampling_rate")
         self.levels = [np.asarray(c, dtype=np.float32) for c in context.codebook_levels]
@@ -98,7 +139,8 @@ class RQRegModel(base.ValueModel):
                    lstm_units=config["lstm_units"], regression_weight=config["regression_weight"],
                    rnc_weight=config.get("rnc_weight", 0.0), rnc_temperature=config.get("rnc_temperature", 2.0),
                    sampling_probability=config.get("sampling_probability", 0.0),
-                   decoding=config.get("decoding", "tree"), beam_width=config.get("beam_width", 4))
+                   decoding=config.get("decoding", "tree"), beam_width=config.get("beam_width", 4),
+                   code_smoothing=config.get("code_smoothing", 0.0))
 
     def training_callbacks(self, total_steps: int):
         """Scheduled sampling: the sampling rate ramps linearly from 0 to sampling_probability."""
@@ -111,17 +153,22 @@ class RQRegModel(base.ValueModel):
 
         During training `call` also adds rnc_weight * Rank-N-Contrast on the code-path embeddings.
         """
-        loss = {level_key(l): keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-                for l in range(1, len(self.sizes) + 1)}
+        code_loss = (keras.losses.CategoricalCrossentropy if self.code_smoothing > 0
+                     else keras.losses.SparseCategoricalCrossentropy)
+        loss = {level_key(l): code_loss(from_logits=True) for l in range(1, len(self.sizes) + 1)}
         loss[VALUE_KEY] = keras.losses.Huber(delta=1.0)
         weights = {level_key(l): 1.0 for l in range(1, len(self.sizes) + 1)}
         weights[VALUE_KEY] = self.regression_weight
         return loss, weights
 
     def training_targets(self, inputs: Mapping[str, tf.Tensor], target: tf.Tensor) -> Dict[str, tf.Tensor]:
-        """Each level's true code, and the transformed label."""
+        """Each level's true code (or its smoothed distribution, with code_smoothing), and the transformed label."""
         codes = inputs[features.CODES_KEY]
-        targets = {level_key(l): codes[:, l - 1] for l in range(1, len(self.sizes) + 1)}
+        if self.code_smoothing > 0:
+            soft = smoothed_code_targets(target, codes, self.levels, self.code_smoothing)
+            targets = {level_key(l): soft[l - 1] for l in range(1, len(self.sizes) + 1)}
+        else:
+            targets = {level_key(l): codes[:, l - 1] for l in range(1, len(self.sizes) + 1)}
         targets[VALUE_KEY] = tf.reshape(target, [-1])
         return targets
 
@@ -221,7 +268,10 @@ class RQRegModel(base.ValueModel):
         P = K_1 with one level, else K_1 · min(width, ·) · K_L; probabilities renormalised to sum
         to 1.
         """
-        context = self.encoder(inputs)
+        return self._beam(self.encoder(inputs), width)
+
+    def _beam(self, context: tf.Tensor, width: int):
+        """`beam` from the encoded features [B, D]."""
         batch = tf.shape(context)[0]
         state = self._start_state(context)
         previous = tf.tile(self.start, [batch, 1])
@@ -276,7 +326,10 @@ class RQRegModel(base.ValueModel):
         E_1 + P(not zero) · Σ_{l>1} E_l [B] along it, both in transformed units), where E_l is the
         probability-weighted mean centroid of level l given the codes chosen above it (the decoded
         value of training, with the model's own codes instead of the true ones)."""
-        context = self.encoder(inputs)
+        return self._greedy_walk(self.encoder(inputs))
+
+    def _greedy_walk(self, context: tf.Tensor):
+        """`greedy_walk` from the encoded features [B, D]."""
         batch = tf.shape(context)[0]
         state = self._start_state(context)
         previous = tf.tile(self.start, [batch, 1])
@@ -304,10 +357,11 @@ class RQRegModel(base.ValueModel):
             outputs = {"prediction": tf.linalg.matvec(probs, self._leaf_values),
                        "codes": self._greedy_codes(probs)}
         else:
-            probs, values_t, _ = self.beam(inputs, self.beam_width)
+            context = self.encoder(inputs)  # once for the beam and the greedy walk
+            probs, values_t, _ = self._beam(context, self.beam_width)
             values = label_transform.inverse(values_t, self.label_transform_name)
             order = tf.argsort(values, axis=1, stable=True)
-            codes, greedy_value, expectation = self.greedy_walk(inputs)
+            codes, greedy_value, expectation = self._greedy_walk(context)
             outputs = {"codes": codes}
             if self.decoding == "beam":
                 outputs["prediction"] = tf.reduce_sum(probs * values, axis=1)

@@ -121,6 +121,7 @@ class ModelConfig:
     rnc_weight: float = 0.1
     rnc_temperature: float = 2.0
     sampling_probability: float = 0.25
+    code_smoothing: float = 0.0  # RQ-Reg soft code targets, σ in code spacings (models/model.py); 0: one-hot
     decoding: str = "tree"  # RQ-Reg serving: tree | beam | greedy | expectation (models/model.py)
     beam_width: int = 4  # code prefixes kept per level by the beam decodings
     interval_groups: int = 4  # served interval calibrated within this many predicted-value groups (models/calibration.py)
@@ -148,6 +149,8 @@ class ModelConfig:
             raise ConfigError(f"model.codebook_sizes: {self.codebook_sizes} needs one or more levels of at least 2 codes")
         if self.decoding not in DECODINGS:
             raise ConfigError(f"model.decoding: {self.decoding!r} is not one of {', '.join(DECODINGS)}")
+        if self.code_smoothing < 0:
+            raise ConfigError(f"model.code_smoothing: {self.code_smoothing} must be >= 0")
         if self.value_buckets < 2:
             raise ConfigError(f"model.value_buckets: {self.value_buckets} must be at least 2")
         for field in ("train_steps", "eval_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every",

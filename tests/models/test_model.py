@@ -214,3 +214,38 @@ def test_unknown_decoding_is_named():
     _, _, book = _data(8)
     with pytest.raises(ValueError, match="model.decoding: 'mode'"):
         rq_model.RQRegModel(_context(book), decoding="mode")
+
+
+def test_smoothed_code_targets_keep_zero_labels_hard_and_favour_the_nearest_codes():
+    levels = [np.array([0.0, 1.0, 2.0, 3.0, 4.0], np.float32), np.array([-0.2, 0.0, 0.2], np.float32)]
+    target = np.array([0.0, 2.05, 3.9], np.float32)
+    codes = codebook.encode(target, levels)
+    soft = [t.numpy() for t in rq_model.smoothed_code_targets(target, codes, levels, smoothing=0.75)]
+    for level in soft:
+        np.testing.assert_allclose(level.sum(axis=1), 1.0, rtol=1e-6)
+    # The zero label keeps its one-hot codes; the positive ones never put mass on the zero code.
+    np.testing.assert_array_equal(soft[0][0], [1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(soft[1][0], np.eye(3)[codes[0, 1]])
+    assert np.all(soft[0][1:, 0] == 0)
+    # Level 1 of 2.05: most mass on its own code 2, the neighbours 1 and 3 next, nearly equal, 4 least.
+    row = soft[0][1]
+    assert row.argmax() == 2 and row[1] > row[4] and row[3] > row[4]
+    assert abs(row[1] - row[3]) < 0.05
+    # Level 2 sees the residual after level 1's true code: 2.05 - 2 = 0.05 lies between codes 0.0 and 0.2.
+    assert soft[1][1].argmax() == 1 and soft[1][1][2] > soft[1][1][0]
+    # The edge bins are open: 3.9 puts the most mass on the top code.
+    assert soft[0][2].argmax() == 4
+    # smoothing = 0: the one-hot codes.
+    hard = [t.numpy() for t in rq_model.smoothed_code_targets(target, codes, levels, smoothing=0.0)]
+    np.testing.assert_array_equal(hard[0], np.eye(5)[codes[:, 0]])
+
+
+def test_loss_falls_with_smoothed_code_targets():
+    tf.keras.utils.set_random_seed(0)
+    inputs, target, book = _data(512)
+    model = rq_model.RQRegModel(_context(book), embedding_dim=4, hidden_units=(16,), lstm_units=16, code_smoothing=0.75)
+    loss, weights = model.loss_config()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, loss_weights=weights)
+    targets = model.training_targets(inputs, tf.constant(target))
+    history = model.fit(inputs, targets, batch_size=64, epochs=5, verbose=0).history["loss"]
+    assert history[-1] < 0.8 * history[0]
