@@ -42,6 +42,7 @@ def level_key(level: int) -> str:
 
 VALUE_KEY = "value"
 DECODINGS = ("tree", "beam", "greedy", "expectation")
+RNC_REPRESENTATIONS = ("codes", "features")
 
 
 def smoothed_code_targets(target: tf.Tensor, codes: tf.Tensor, levels: Sequence[np.ndarray],
@@ -89,7 +90,8 @@ class RQRegModel(base.ValueModel):
         in transformed units (level 1 starts with the zero code).
       embedding_dim, hidden_units, lstm_units: layer sizes.
       regression_weight: weight of the Huber term on the decoded value.
-      rnc_weight, rnc_temperature: Rank-N-Contrast on the code-path embeddings (0 turns it off).
+      rnc_weight, rnc_temperature: Rank-N-Contrast (0 turns it off) on `rnc_representation`: "codes",
+        the sum of the code embeddings along the true code path, or "features", the encoded features.
       sampling_probability: the final scheduled-sampling rate.
       code_smoothing: soft code targets (`smoothed_code_targets`); 0 trains on the one-hot codes.
       decoding, beam_width: how serving reads the code distribution (module docstring).
@@ -101,7 +103,7 @@ class RQRegModel(base.ValueModel):
     def __init__(self, context: base.TrainContext, embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64),
                  lstm_units: int = 64, regression_weight: float = 1.0, rnc_weight: float = 0.0,
                  rnc_temperature: float = 2.0, sampling_probability: float = 0.0, decoding: str = "tree",
-                 beam_width: int = 4, code_smoothing: float = 0.0, **kwargs):
+                 beam_width: int = 4, code_smoothing: float = 0.0, rnc_representation: str = "codes", **kwargs):
         super().__init__(context, embedding_dim, hidden_units, **kwargs)
         if decoding not in DECODINGS:
             raise ValueError(f"model.decoding: {decoding!r} is not one of {DECODINGS}")
@@ -113,6 +115,9 @@ class RQRegModel(base.ValueModel):
         if code_smoothing < 0:
             raise ValueError(f"model.code_smoothing: {code_smoothing} must be >= 0")
         self.code_smoothing = float(code_smoothing)
+        if rnc_representation not in RNC_REPRESENTATIONS:
+            raise ValueError(f"model.rnc_representation: {rnc_representation!r} is not one of {RNC_REPRESENTATIONS}")
+        self.rnc_representation = rnc_representation
         # Probability of feeding the model's own previous code instead of the true one (scheduled sampling).
         self.sampling_rate = tf.Variable(0.0, trainable=False, name="sampling_rate")
         self.levels = [np.asarray(c, dtype=np.float32) for c in context.codebook_levels]
@@ -140,7 +145,8 @@ class RQRegModel(base.ValueModel):
                    rnc_weight=config.get("rnc_weight", 0.0), rnc_temperature=config.get("rnc_temperature", 2.0),
                    sampling_probability=config.get("sampling_probability", 0.0),
                    decoding=config.get("decoding", "tree"), beam_width=config.get("beam_width", 4),
-                   code_smoothing=config.get("code_smoothing", 0.0))
+                   code_smoothing=config.get("code_smoothing", 0.0),
+                   rnc_representation=config.get("rnc_representation", "codes"))
 
     def training_callbacks(self, total_steps: int):
         """Scheduled sampling: the sampling rate ramps linearly from 0 to sampling_probability."""
@@ -196,8 +202,8 @@ class RQRegModel(base.ValueModel):
         nonzero = 1.0 - tf.nn.softmax(outputs[level_key(1)])[:, codebook.ZERO_CODE]
         outputs[VALUE_KEY] = expected[0] + nonzero * tf.add_n(expected[1:]) if len(expected) > 1 else expected[0]
         if training and self.rnc_weight > 0:
-            self.add_loss(self.rnc_weight * rnc.rnc_loss(self._path_embedding(codes), self._decode(codes),
-                                                         self.rnc_temperature))
+            representation = context if self.rnc_representation == "features" else self._path_embedding(codes)
+            self.add_loss(self.rnc_weight * rnc.rnc_loss(representation, self._decode(codes), self.rnc_temperature))
         return outputs
 
     def _next_input(self, level: int, true_code: tf.Tensor, logits: tf.Tensor, training) -> tf.Tensor:

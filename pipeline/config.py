@@ -120,6 +120,7 @@ class ModelConfig:
     regression_weight: float = 0.0  # RQ-Reg's Huber term on the decoded value; 0 by measurement (README)
     rnc_weight: float = 0.1
     rnc_temperature: float = 2.0
+    rnc_representation: str = "codes"  # what Rank-N-Contrast orders: codes | features (models/model.py)
     sampling_probability: float = 0.25
     code_smoothing: float = 0.0  # RQ-Reg soft code targets, σ in code spacings (models/model.py); 0: one-hot
     decoding: str = "tree"  # RQ-Reg serving: tree | beam | greedy | expectation (models/model.py)
@@ -149,6 +150,8 @@ class ModelConfig:
             raise ConfigError(f"model.codebook_sizes: {self.codebook_sizes} needs one or more levels of at least 2 codes")
         if self.decoding not in DECODINGS:
             raise ConfigError(f"model.decoding: {self.decoding!r} is not one of {', '.join(DECODINGS)}")
+        if self.rnc_representation not in ("codes", "features"):
+            raise ConfigError(f"model.rnc_representation: {self.rnc_representation!r} is not 'codes' or 'features'")
         if self.code_smoothing < 0:
             raise ConfigError(f"model.code_smoothing: {self.code_smoothing} must be >= 0")
         if self.value_buckets < 2:

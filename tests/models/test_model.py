@@ -249,3 +249,28 @@ def test_loss_falls_with_smoothed_code_targets():
     targets = model.training_targets(inputs, tf.constant(target))
     history = model.fit(inputs, targets, batch_size=64, epochs=5, verbose=0).history["loss"]
     assert history[-1] < 0.8 * history[0]
+
+
+@pytest.mark.parametrize("representation", ["codes", "features"])
+def test_rank_n_contrast_is_added_in_training_only_on_the_chosen_representation(representation):
+    tf.keras.utils.set_random_seed(0)
+    inputs, _, book = _data(64)
+    model = rq_model.RQRegModel(_context(book), embedding_dim=4, hidden_units=(16,), lstm_units=16, rnc_weight=1.0,
+                                rnc_representation=representation)
+    model(inputs, training=False)
+    assert not model.losses
+    with tf.GradientTape() as tape:
+        model(inputs, training=True)
+        rnc_term = tf.add_n(model.losses)
+    grads = dict(zip([v.name for v in model.trainable_variables],
+                     tape.gradient(rnc_term, model.trainable_variables)))
+    encoder_grads = [g for name, g in grads.items() if "encoder" in name and g is not None]
+    # Only the "features" representation sends the ranking loss into the feature encoder.
+    assert bool(encoder_grads and any(float(tf.reduce_max(tf.abs(g))) > 0 for g in encoder_grads)) == (
+        representation == "features")
+
+
+def test_an_unknown_rnc_representation_is_rejected():
+    _, _, book = _data(8)
+    with pytest.raises(ValueError, match="rnc_representation"):
+        rq_model.RQRegModel(_context(book), rnc_representation="states")
