@@ -232,7 +232,8 @@ class DecoderBlock(keras.layers.Layer):
     def call(self, x: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
         h = self.norms[0](x)
         x = x + self.self_attention(h, h, use_causal_mask=True)
-        return self._cross_and_ffn(x, memory)
+        x = x + self.cross_attention(self.norms[1](x), memory)
+        return self._feed_forward(x)
 
     def cross_term(self, memory: tf.Tensor) -> tf.Tensor:
         """The cross-attention output for a memory of one token, [B, 1, d_model]: with a single key
@@ -259,10 +260,9 @@ class DecoderBlock(keras.layers.Layer):
             keys, values = tf.concat([cache[0], keys], axis=1), tf.concat([cache[1], values], axis=1)
         attended, _ = attention._compute_attention(attention._query_dense(h), keys, values)
         x = x + attention._output_dense(attended) + cross
-        return x + self.ffn_output(self.ffn_hidden(self.norms[2](x))), (keys, values)
+        return self._feed_forward(x), (keys, values)
 
-    def _cross_and_ffn(self, x: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
-        x = x + self.cross_attention(self.norms[1](x), memory)
+    def _feed_forward(self, x: tf.Tensor) -> tf.Tensor:
         return x + self.ffn_output(self.ffn_hidden(self.norms[2](x)))
 
     def get_config(self):

@@ -256,7 +256,8 @@ class RQRegModel(base.ValueModel):
             c = tf.reshape(c, [batch, paths, self.lstm_units])
             p = tf.nn.softmax(self.heads[level](h))  # [B, paths, K_l]
             probs = tf.reshape(probs[:, :, None] * p, [batch, -1])
-            per_code = tf.matmul(self.code_embeddings[level](tf.range(size, dtype=tf.int64)), kernel[:embed])
+            if level + 1 < len(self.sizes):
+                per_code = tf.matmul(self.code_embeddings[level](tf.range(size, dtype=tf.int64)), kernel[:embed])
         return probs
 
     def _lstm_update(self, gates: Sequence[tf.Tensor], c: tf.Tensor):
@@ -327,15 +328,12 @@ class RQRegModel(base.ValueModel):
         probs = path_probs / tf.reduce_sum(path_probs, axis=1, keepdims=True)
         return probs, path_values, path_codes
 
-    def greedy_walk(self, inputs: Mapping[str, tf.Tensor]):
-        """The greedy code path: (codes [B, L], its decoded value [B] and the chained expectation
-        E_1 + P(not zero) · Σ_{l>1} E_l [B] along it, both in transformed units), where E_l is the
+    def _greedy_walk(self, context: tf.Tensor):
+        """The greedy code path from the encoded features [B, D]: (codes [B, L], its decoded value [B]
+        and the chained expectation E_1 + P(not zero) · Σ_{l>1} E_l [B] along it, both in transformed
+        units), where E_l is the
         probability-weighted mean centroid of level l given the codes chosen above it (the decoded
         value of training, with the model's own codes instead of the true ones)."""
-        return self._greedy_walk(self.encoder(inputs))
-
-    def _greedy_walk(self, context: tf.Tensor):
-        """`greedy_walk` from the encoded features [B, D]."""
         batch = tf.shape(context)[0]
         state = self._start_state(context)
         previous = tf.tile(self.start, [batch, 1])

@@ -102,6 +102,7 @@ class DataConfig:
 
 MODEL_KINDS = ("rqreg", "ziln", "mse", "logmse", "twostage", "gr", "d2q")
 DECODINGS = ("tree", "beam", "greedy", "expectation")
+RNC_REPRESENTATIONS = ("codes", "features")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,8 +151,9 @@ class ModelConfig:
             raise ConfigError(f"model.codebook_sizes: {self.codebook_sizes} needs one or more levels of at least 2 codes")
         if self.decoding not in DECODINGS:
             raise ConfigError(f"model.decoding: {self.decoding!r} is not one of {', '.join(DECODINGS)}")
-        if self.rnc_representation not in ("codes", "features"):
-            raise ConfigError(f"model.rnc_representation: {self.rnc_representation!r} is not 'codes' or 'features'")
+        if self.rnc_representation not in RNC_REPRESENTATIONS:
+            raise ConfigError(f"model.rnc_representation: {self.rnc_representation!r} is not one of "
+                              f"{', '.join(RNC_REPRESENTATIONS)}")
         if self.code_smoothing < 0:
             raise ConfigError(f"model.code_smoothing: {self.code_smoothing} must be >= 0")
         if self.value_buckets < 2:
