@@ -44,9 +44,10 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from models.choices import LABEL_TRANSFORMS as TRANSFORMS
+
 # Miscoverage of the served interval: base.INTERVAL_QUANTILES = (0.1, 0.9) is an 80% interval.
 DEFAULT_ALPHA = 0.2
-TRANSFORMS = ("log1p", "identity")
 # Added to each offset fitted from a score (transformed units): the label that sets an offset lies on
 # the calibrated bound, and float32 round-off at serving must not push it outside.
 ROUNDING_MARGIN = 1e-5

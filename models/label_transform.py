@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-TRANSFORMS = ("log1p", "identity")
+from models.choices import LABEL_TRANSFORMS as TRANSFORMS
 
 
 def forward(value: tf.Tensor, name: str) -> tf.Tensor:

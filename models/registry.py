@@ -2,13 +2,12 @@
 
 from typing import Callable, Dict, Mapping
 
-from models import base, baselines, d2q, gr
-from models import model as rq_model
+from models import base, baselines, d2q, gr, rqreg
 
 Builder = Callable[[Mapping, base.TrainContext], base.ValueModel]
 
 BUILDERS: Dict[str, Builder] = {
-    "rqreg": rq_model.RQRegModel.from_config_and_context,
+    "rqreg": rqreg.RQRegModel.from_config_and_context,
     "ziln": baselines.ZILNModel.from_config_and_context,
     "mse": baselines.MSEModel.from_config_and_context,
     "logmse": baselines.LogMSEModel.from_config_and_context,

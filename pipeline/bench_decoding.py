@@ -4,7 +4,7 @@ Decoding only changes how the serving outputs are read off a trained sequence mo
 default run of a kind with several rules is scored once per rule, with the interval recalibrated
 on the validation slice for each (its quantiles differ by rule), and the serving signature timed
 again. The table says which rule serves the best predictions at which cost. The rules per kind
-(`RULES`): RQ-Reg's `decoding` (`models.model.DECODINGS`), and GR's `first_tokens`, the number of
+(`RULES`): RQ-Reg's `decoding` (`models.choices.DECODINGS`), and GR's `first_tokens`, the number of
 likeliest first tokens whose greedy paths the prediction averages (1 is the paper's greedy decode).
 """
 
@@ -30,10 +30,10 @@ COLUMNS = {
 
 def rules(kind: str, model) -> Tuple[str, Tuple[Any, ...]]:
     """(model attribute, its values to compare) for a kind with several decoding rules; ("", ()) otherwise."""
-    from models import model as rq_model
+    from models import choices
 
     if kind == "rqreg" and hasattr(model, "decoding"):
-        return "decoding", tuple(rq_model.DECODINGS)
+        return "decoding", tuple(choices.DECODINGS)
     if kind == "gr" and hasattr(model, "first_tokens"):
         return "first_tokens", tuple(sorted({1, model.first_tokens}))
     return "", ()

@@ -14,6 +14,8 @@ from typing import Any, Mapping, Optional, Tuple
 
 import yaml
 
+from models.choices import DECODINGS, LABEL_TRANSFORMS, MODEL_KINDS, RNC_REPRESENTATIONS
+
 
 class ConfigError(ValueError):
     """A configuration value is missing or wrong; the message names the field."""
@@ -100,11 +102,6 @@ class DataConfig:
         return self.span_days > 0
 
 
-MODEL_KINDS = ("rqreg", "ziln", "mse", "logmse", "twostage", "gr", "d2q")
-DECODINGS = ("tree", "beam", "greedy", "expectation")
-RNC_REPRESENTATIONS = ("codes", "features")
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Model kind, target transform, value buckets, RQ codebooks and training settings."""
@@ -121,10 +118,10 @@ class ModelConfig:
     regression_weight: float = 0.0  # RQ-Reg's Huber term on the decoded value; 0 by measurement (README)
     rnc_weight: float = 0.1
     rnc_temperature: float = 2.0
-    rnc_representation: str = "codes"  # what Rank-N-Contrast orders: codes | features (models/model.py)
+    rnc_representation: str = "codes"  # what Rank-N-Contrast orders: codes | features (models/rqreg.py)
     sampling_probability: float = 0.25
-    code_smoothing: float = 0.0  # RQ-Reg soft code targets, σ in code spacings (models/model.py); 0: one-hot
-    decoding: str = "tree"  # RQ-Reg serving: tree | beam | greedy | expectation (models/model.py)
+    code_smoothing: float = 0.0  # RQ-Reg soft code targets, σ in code spacings (models/rqreg.py); 0: one-hot
+    decoding: str = "tree"  # RQ-Reg serving: tree | beam | greedy | expectation (models/rqreg.py)
     beam_width: int = 4  # code prefixes kept per level by the beam decodings
     interval_groups: int = 4  # served interval calibrated within this many predicted-value groups (models/calibration.py)
     duration_feature: str = ""
@@ -145,8 +142,9 @@ class ModelConfig:
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
             raise ConfigError(f"model.kind: {self.kind!r} is not a known model (known: {', '.join(MODEL_KINDS)})")
-        if self.label_transform not in ("log1p", "identity"):
-            raise ConfigError(f"model.label_transform: {self.label_transform!r} must be 'log1p' or 'identity'")
+        if self.label_transform not in LABEL_TRANSFORMS:
+            raise ConfigError(f"model.label_transform: {self.label_transform!r} is not one of "
+                              f"{', '.join(LABEL_TRANSFORMS)}")
         if not self.codebook_sizes or any(k < 2 for k in self.codebook_sizes):
             raise ConfigError(f"model.codebook_sizes: {self.codebook_sizes} needs one or more levels of at least 2 codes")
         if self.decoding not in DECODINGS:

@@ -368,7 +368,7 @@ def _fallback_buckets(labels: np.ndarray, buckets: int = 5) -> np.ndarray:
 
 
 def _interval_quantiles() -> Tuple[float, float]:
-    for module in ("models.base", "models.model"):
+    for module in ("models.base", "models.rqreg"):
         try:
             quantiles = getattr(__import__(module, fromlist=["INTERVAL_QUANTILES"]), "INTERVAL_QUANTILES")
             return float(quantiles[0]), float(quantiles[1])

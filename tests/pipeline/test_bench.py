@@ -56,19 +56,19 @@ def test_json_has_every_row_with_finite_metrics(tiny_bench):
 
 
 def test_every_decoding_rule_is_scored_on_the_default_rqreg_run(tiny_bench):
-    from models import model as rq_model
+    from models import choices
     from pipeline import config as config_lib
 
     results, markdown = tiny_bench
     [run] = results["results"]["synthetic_ltv"]["rows"]["rqreg"]["runs"]
-    assert set(run["decodings"]) == set(rq_model.DECODINGS)
+    assert set(run["decodings"]) == set(choices.DECODINGS)
     default = run["decodings"][config_lib.ModelConfig().decoding]
     assert default["normalized_gini"] == pytest.approx(run["normalized_gini"], abs=1e-9)  # the row's own
     for decoding, values in run["decodings"].items():
         assert math.isfinite(values["mae"]) and math.isfinite(values["serve_ms_per_1000"]), decoding
         assert 0.0 <= values["coverage_80"] <= 1.0
     assert "RQ-Reg decoding rules on the same trained models" in markdown
-    for decoding in rq_model.DECODINGS:
+    for decoding in choices.DECODINGS:
         assert f"| {decoding} |" in markdown
     assert "decodings" not in results["results"]["synthetic_ltv"]["rows"]["ziln"]["runs"][0]
 

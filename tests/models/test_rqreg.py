@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import base, codebook
-from models import model as rq_model
+from models import rqreg as rq_model
 from schemas import features
 
 SIZES = (6, 4, 3)
@@ -30,8 +30,14 @@ def _context(book, labels=np.array([0.0, 500.0])):
                              train_labels=labels, codebook_levels=tuple(book))
 
 
-def _model(book):
-    return rq_model.RQRegModel(_context(book), embedding_dim=4, hidden_units=(16,), lstm_units=16)
+# A small plain model: cross-entropy and the Huber term, no Rank-N-Contrast, no scheduled sampling.
+PLAIN = dict(embedding_dim=4, hidden_units=(16,), lstm_units=16, regression_weight=1.0, rnc_weight=0.0,
+             rnc_temperature=2.0, sampling_probability=0.0, decoding="tree", beam_width=4, code_smoothing=0.0,
+             rnc_representation="codes")
+
+
+def _model(book, **settings):
+    return rq_model.RQRegModel(_context(book), **{**PLAIN, **settings})
 
 
 def test_call_returns_logits_per_level_and_expected_value():
@@ -110,7 +116,7 @@ def test_loss_falls_on_a_small_training_set():
 
 def test_rank_n_contrast_adds_a_training_loss_only_when_training():
     inputs, _, book = _data(64)
-    model = rq_model.RQRegModel(_context(book), embedding_dim=4, hidden_units=(16,), lstm_units=16, rnc_weight=0.5)
+    model = _model(book, rnc_weight=0.5)
     tensors = {k: tf.constant(v) for k, v in inputs.items()}
     model(tensors, training=False)
     assert not model.losses
@@ -120,8 +126,7 @@ def test_rank_n_contrast_adds_a_training_loss_only_when_training():
 
 def test_scheduled_sampling_rate_ramps_to_its_maximum():
     inputs, target, book = _data(256)
-    model = rq_model.RQRegModel(_context(book), embedding_dim=4, hidden_units=(16,), lstm_units=16,
-                                sampling_probability=0.3)
+    model = _model(book, sampling_probability=0.3)
     loss, weights = model.loss_config()
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, loss_weights=weights)
     tensors = {k: tf.constant(v) for k, v in inputs.items()}
@@ -134,8 +139,7 @@ def test_scheduled_sampling_rate_ramps_to_its_maximum():
 def test_full_objective_with_rnc_and_scheduled_sampling_falls():
     tf.keras.utils.set_random_seed(0)
     inputs, target, book = _data(512)
-    model = rq_model.RQRegModel(_context(book), embedding_dim=4, hidden_units=(16,), lstm_units=16,
-                                rnc_weight=0.1, sampling_probability=0.25)
+    model = _model(book, rnc_weight=0.1, sampling_probability=0.25)
     loss, weights = model.loss_config()
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, loss_weights=weights)
     tensors = {k: tf.constant(v) for k, v in inputs.items()}
@@ -213,7 +217,7 @@ def test_greedy_prediction_is_the_value_of_the_greedy_codes():
 def test_unknown_decoding_is_named():
     _, _, book = _data(8)
     with pytest.raises(ValueError, match="model.decoding: 'mode'"):
-        rq_model.RQRegModel(_context(book), decoding="mode")
+        _model(book, decoding="mode")
 
 
 def test_smoothed_code_targets_keep_zero_labels_hard_and_favour_the_nearest_codes():
@@ -243,7 +247,7 @@ def test_smoothed_code_targets_keep_zero_labels_hard_and_favour_the_nearest_code
 def test_loss_falls_with_smoothed_code_targets():
     tf.keras.utils.set_random_seed(0)
     inputs, target, book = _data(512)
-    model = rq_model.RQRegModel(_context(book), embedding_dim=4, hidden_units=(16,), lstm_units=16, code_smoothing=0.75)
+    model = _model(book, code_smoothing=0.75)
     loss, weights = model.loss_config()
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, loss_weights=weights)
     targets = model.training_targets(inputs, tf.constant(target))
@@ -255,7 +259,7 @@ def test_loss_falls_with_smoothed_code_targets():
 def test_rank_n_contrast_is_added_in_training_only_on_the_chosen_representation(representation):
     tf.keras.utils.set_random_seed(0)
     inputs, _, book = _data(64)
-    model = rq_model.RQRegModel(_context(book), embedding_dim=4, hidden_units=(16,), lstm_units=16, rnc_weight=1.0,
+    model = _model(book, rnc_weight=1.0,
                                 rnc_representation=representation)
     model(inputs, training=False)
     assert not model.losses
@@ -273,4 +277,4 @@ def test_rank_n_contrast_is_added_in_training_only_on_the_chosen_representation(
 def test_an_unknown_rnc_representation_is_rejected():
     _, _, book = _data(8)
     with pytest.raises(ValueError, match="rnc_representation"):
-        rq_model.RQRegModel(_context(book), rnc_representation="states")
+        _model(book, rnc_representation="states")

@@ -32,6 +32,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import base, codebook, label_transform, rnc
+from models.choices import DECODINGS, RNC_REPRESENTATIONS
 from schemas import features
 
 
@@ -41,8 +42,10 @@ def level_key(level: int) -> str:
 
 
 VALUE_KEY = "value"
-DECODINGS = ("tree", "beam", "greedy", "expectation")
-RNC_REPRESENTATIONS = ("codes", "features")
+# The Trainer config keys RQRegModel is built from; their defaults are the run configuration's
+# (`pipeline.config.ModelConfig`), the one place they are set.
+CONFIG_KEYS = ("embedding_dim", "hidden_units", "lstm_units", "regression_weight", "rnc_weight", "rnc_temperature",
+               "sampling_probability", "decoding", "beam_width", "code_smoothing", "rnc_representation")
 
 
 def smoothed_code_targets(target: tf.Tensor, codes: tf.Tensor, levels: Sequence[np.ndarray],
@@ -100,10 +103,10 @@ class RQRegModel(base.ValueModel):
     Outputs of `call`: `level_l` logits [B, K_l] and `value` = E[t] [B].
     """
 
-    def __init__(self, context: base.TrainContext, embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64),
-                 lstm_units: int = 64, regression_weight: float = 1.0, rnc_weight: float = 0.0,
-                 rnc_temperature: float = 2.0, sampling_probability: float = 0.0, decoding: str = "tree",
-                 beam_width: int = 4, code_smoothing: float = 0.0, rnc_representation: str = "codes", **kwargs):
+    def __init__(self, context: base.TrainContext, *, embedding_dim: int, hidden_units: Sequence[int],
+                 lstm_units: int, regression_weight: float, rnc_weight: float, rnc_temperature: float,
+                 sampling_probability: float, decoding: str, beam_width: int, code_smoothing: float,
+                 rnc_representation: str, **kwargs):
         super().__init__(context, embedding_dim, hidden_units, **kwargs)
         if decoding not in DECODINGS:
             raise ValueError(f"model.decoding: {decoding!r} is not one of {DECODINGS}")
@@ -140,13 +143,7 @@ class RQRegModel(base.ValueModel):
 
     @classmethod
     def from_config_and_context(cls, config: Mapping, context: base.TrainContext) -> "RQRegModel":
-        return cls(context, embedding_dim=config["embedding_dim"], hidden_units=config["hidden_units"],
-                   lstm_units=config["lstm_units"], regression_weight=config["regression_weight"],
-                   rnc_weight=config.get("rnc_weight", 0.0), rnc_temperature=config.get("rnc_temperature", 2.0),
-                   sampling_probability=config.get("sampling_probability", 0.0),
-                   decoding=config.get("decoding", "tree"), beam_width=config.get("beam_width", 4),
-                   code_smoothing=config.get("code_smoothing", 0.0),
-                   rnc_representation=config.get("rnc_representation", "codes"))
+        return cls(context, **{name: config[name] for name in CONFIG_KEYS})
 
     def training_callbacks(self, total_steps: int):
         """Scheduled sampling: the sampling rate ramps linearly from 0 to sampling_probability."""

@@ -1,0 +1,9 @@
+"""The named choices of the model settings, shared by the run configuration and the models.
+
+Free of TensorFlow, so that reading or checking a configuration does not load it.
+"""
+
+MODEL_KINDS = ("rqreg", "ziln", "mse", "logmse", "twostage", "gr", "d2q")
+LABEL_TRANSFORMS = ("log1p", "identity")
+DECODINGS = ("tree", "beam", "greedy", "expectation")  # how RQ-Reg serves its code distribution
+RNC_REPRESENTATIONS = ("codes", "features")  # what RQ-Reg's Rank-N-Contrast term orders
