@@ -7,3 +7,4 @@ MODEL_KINDS = ("rqreg", "ziln", "mse", "logmse", "twostage", "gr", "d2q")
 LABEL_TRANSFORMS = ("log1p", "identity")
 DECODINGS = ("tree", "beam", "greedy", "expectation")  # how RQ-Reg serves its code distribution
 RNC_REPRESENTATIONS = ("codes", "features")  # what RQ-Reg's Rank-N-Contrast term orders
+PRECISIONS = ("float32", "mixed_float16")  # the Trainer's Keras dtype policy; the export is float32 either way

@@ -40,6 +40,8 @@ import os
 import re
 from typing import Optional, Sequence, Tuple
 
+from pipeline import config as config_lib
+
 RUNNERS = ("direct", "dataflow")
 
 DIRECT_IN_MEMORY = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
@@ -47,11 +49,11 @@ DATAFLOW_MACHINE_TYPE = "e2-standard-4"  # 4 vCPU / 16 GB: TFT analyzers and TFM
 DATAFLOW_DISK_SIZE_GB = 50  # the TFX image is several GB; 25 GB (the default with Dataflow Shuffle) is tight
 KFP_INSTALL = 'pip install "kfp==2.5.0" "urllib3<2"'
 
-_PROJECT = re.compile(r"^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-_REGION = re.compile(r"^[a-z]+(-[a-z]+)+[0-9]+$")
-_GCS = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
-_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*[a-z0-9]$")
-_MACHINE = re.compile(r"^[a-z][a-z0-9-]*$")
+_PROJECT = config_lib.PROJECT_PATTERN
+_REGION = config_lib.REGION_PATTERN
+_GCS = config_lib.GCS_PATTERN
+_IMAGE = config_lib.IMAGE_PATTERN
+_MACHINE = config_lib.MACHINE_PATTERN
 
 
 class RunnerError(ValueError):
