@@ -51,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
     run.add_argument("--span", type=int, help="with data.span_days > 0: ingest this span (YYYYMMDD of its "
                                               "first day) instead of the latest one in the spine")
-    from pipeline import runners
+    from pipeline import runners, trainer_hardware
     runners.add_runner_arguments(run)
+    trainer_hardware.add_arguments(run)
     _add_compile_parser(commands)
 
     from pipeline import bench, inspect_run, report, schedule
@@ -81,6 +82,8 @@ def _add_compile_parser(commands) -> None:
     compile_.add_argument("--train-steps", type=int, help="override model.train_steps")
     compile_.add_argument("--no-cache", action="store_true", help="compile with caching off")
     runners.add_runner_arguments(compile_)
+    from pipeline import trainer_hardware
+    trainer_hardware.add_arguments(compile_)
 
 
 def _compile(args) -> int:
@@ -116,6 +119,8 @@ def _config(args) -> config_lib.RunConfig:
         cfg = config_lib.replace(cfg, beam_args=beam_args)
     if args.pipeline_root:
         cfg = config_lib.replace(cfg, pipeline_root_uri=args.pipeline_root)
+    from pipeline import trainer_hardware
+    cfg = trainer_hardware.apply_arguments(cfg, args)  # --trainer-* flags over the trainer: section
     runners.check_pipeline_root(cfg.beam_args, cfg.pipeline_root)
     return cfg
 

@@ -233,7 +233,9 @@ def compile_vertex(cfg, output_path: str, image: str) -> str:
         args, or direct inside the component's container). The data paths (Feast repo, spine,
         schema) are written into the spec as they are: they must be readable inside the image.
       output_path: the JSON file to write.
-      image: the pipeline image (docker/Dockerfile) every component container runs.
+      image: the pipeline image (docker/Dockerfile) every component container runs, but for the
+        Trainer task when cfg.trainer.image names another (e.g. the GPU image). The Trainer task
+        gets cfg.trainer's accelerator and CPU/memory limits (`pipeline.trainer_hardware`).
 
     Returns:
       output_path.
@@ -254,6 +256,7 @@ def compile_vertex(cfg, output_path: str, image: str) -> str:
     import dataclasses
 
     from components.feature_store_example_gen import IngestionSpec, input_fingerprint
+    from pipeline import trainer_hardware
     from pipeline.pipeline import create_pipeline
 
     if not _GCS.match(cfg.pipeline_root_uri or ""):
@@ -261,9 +264,11 @@ def compile_vertex(cfg, output_path: str, image: str) -> str:
                           "on Vertex AI Pipelines every component reads and writes its artifacts there")
     if not cfg.serving_uri:
         cfg = dataclasses.replace(cfg, serving_uri=cfg.pipeline_root_uri.rstrip("/") + "/serving")
+    cfg = trainer_hardware.trainer_image_or(cfg, image)
     pipeline = create_pipeline(cfg, fingerprint=input_fingerprint(IngestionSpec.from_data_config(cfg.data)),
                                target="vertex")
-    runner = KubeflowV2DagRunner(config=KubeflowV2DagRunnerConfig(default_image=image),
+    default_image = trainer_hardware.vertex_images(cfg.trainer, image)
+    runner = KubeflowV2DagRunner(config=KubeflowV2DagRunnerConfig(default_image=default_image),
                                  output_dir=os.path.dirname(os.path.abspath(output_path)),
                                  output_filename=os.path.basename(output_path))
     runner.run(pipeline, write_out=True)
