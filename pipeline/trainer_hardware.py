@@ -41,15 +41,13 @@ _FLAG_HELP = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds one `--trainer-<field>` flag per field of the trainer section (`trainer_overrides` reads them)."""
     group = parser.add_argument_group("Trainer hardware (the config's trainer: section; README, \"Train on GPU\")")
-    for field in dataclasses.fields(config_lib.TrainerConfig):
-        flag = "--trainer-" + field.name.replace("_", "-")
-        if field.type in (bool, "bool"):
-            group.add_argument(flag, action="store_const", const=True, dest=f"trainer_{field.name}",
-                               help=_FLAG_HELP[field.name])
-            continue
-        kind = {"int": int, "float": float}.get(field.type if isinstance(field.type, str) else field.type.__name__,
-                                                str)
-        group.add_argument(flag, type=kind, dest=f"trainer_{field.name}", help=_FLAG_HELP[field.name])
+    for field in dataclasses.fields(config_lib.TrainerConfig):  # annotations are strings (postponed evaluation)
+        flag, dest = "--trainer-" + field.name.replace("_", "-"), f"trainer_{field.name}"
+        if field.type == "bool":
+            group.add_argument(flag, action="store_const", const=True, dest=dest, help=_FLAG_HELP[field.name])
+        else:
+            group.add_argument(flag, type={"int": int, "float": float}.get(field.type, str), dest=dest,
+                               metavar=field.name.upper(), help=_FLAG_HELP[field.name])
 
 
 def trainer_overrides(args: argparse.Namespace) -> Dict[str, Any]:
