@@ -6,8 +6,14 @@ The exported SavedModel has two signatures:
     split after training: `models.calibration`) and, for RQ-Reg, `codes`;
   - `transform_features`: serialized raw examples (with label) -> transformed features; TFMA
     uses it to slice by `value_bucket`.
+
+With `precision: mixed_float16` in the Trainer config the model trains under Keras's mixed
+precision policy (float16 compute, float32 weights and outputs, the losses float32 and scaled by
+Keras's LossScaleOptimizer); the model that is calibrated and exported is rebuilt in float32 with
+the trained weights (`float32_model`), so the serving signature is float32 either way.
 """
 
+import contextlib
 import dataclasses
 import os
 from typing import Any, Dict, List, Mapping, Tuple
@@ -86,6 +92,47 @@ def build_model(config: Mapping[str, Any], context: base.TrainContext) -> base.V
     return model
 
 
+@contextlib.contextmanager
+def precision_policy(precision: str):
+    """Builds what is built inside under the Keras dtype policy `precision` (float32 or mixed_float16).
+
+    Layers keep the policy they were made with, and `compile` wraps the optimizer in a
+    LossScaleOptimizer for a mixed_float16 model; the global policy is restored on exit.
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def float32_model(model: base.ValueModel, config: Mapping[str, Any], context: base.TrainContext,
+                  batch: Tuple[Mapping[str, tf.Tensor], Mapping[str, tf.Tensor]]) -> base.ValueModel:
+    """`model` if it computes in float32; else the same kind rebuilt under the float32 policy with its weights.
+
+    Mixed precision is a training setting: calibration and serving run in float32 (the code tree
+    multiplies probabilities along paths, and TF Serving on CPUs is slow in float16).
+
+    Args:
+      model: the trained model.
+      config, context: what it was built from.
+      batch: one training batch (features, targets). The copy takes one training step on it, so
+        that it has every variable training created (some are used in training only), before
+        all of them are set to the trained values.
+    """
+    if model.compute_dtype == "float32":
+        return model
+    with precision_policy("float32"):
+        copy = build_model(config, context)
+    copy.train_on_batch(*batch)
+    weights = model.get_weights()
+    if [w.shape for w in weights] != [tuple(v.shape) for v in copy.weights]:
+        raise RuntimeError(f"{config['kind']}: the float32 rebuild does not have the trained model's variables")
+    copy.set_weights(weights)
+    return copy
+
+
 def _serving_signatures(model: base.ValueModel, tft_output: tft.TFTransformOutput,
                         config: Mapping[str, Any]) -> Dict[str, Any]:
     model.tft_layer = tft_output.transform_features_layer()
@@ -118,7 +165,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     context = train_context(config, tft_output, one_pass)
 
     strategy = tf.distribute.MirroredStrategy()
-    with strategy.scope():
+    with strategy.scope(), precision_policy(config.get("precision", "float32")):
         model = build_model(config, context)
     train = train.map(lambda x, y: (x, model.training_targets(x, y)))
     if config.get("warm_start") and fn_args.base_model:
@@ -144,6 +191,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     best = int(np.argmin(history["val_loss"]))
     print(f"    {config['kind']}: {len(history['val_loss']) * every} steps, best validation loss "
           f"{history['val_loss'][best]:.4f} after {(best + 1) * every} steps")
+    model = float32_model(model, config, context, next(iter(train)))
     calibration.calibrate_model(model, _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, 1024,
                                                 num_epochs=1))
     signatures = _serving_signatures(model, tft_output, config)
