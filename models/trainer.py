@@ -125,6 +125,7 @@ def float32_model(model: base.ValueModel, config: Mapping[str, Any], context: ba
         return model
     with precision_policy("float32"):
         copy = build_model(config, context)
+    copy.run_eagerly = True  # one step: cheaper than tracing a training function
     copy.train_on_batch(*batch)
     weights = model.get_weights()
     if [w.shape for w in weights] != [tuple(v.shape) for v in copy.weights]:

@@ -256,7 +256,8 @@ class TrainerConfig:
         if count > 1 and not self.accelerator:
             raise ConfigError(f"trainer.accelerator_count: {count} GPUs asked for without a trainer.accelerator type")
         if not MACHINE_PATTERN.match(self.machine_type or ""):
-            raise ConfigError(f"trainer.machine_type: {self.machine_type!r} is not a machine type such as n1-standard-8")
+            raise ConfigError(f"trainer.machine_type: {self.machine_type!r} is not a machine type "
+                              "such as n1-standard-8")
         for field in ("cpus", "memory_gb"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

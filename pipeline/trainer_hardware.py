@@ -1,4 +1,4 @@
-"""Where the Trainer runs and on what hardware: its command-line flags, Vertex AI task resources, a Vertex AI Training job.
+"""Where the Trainer runs and on what hardware: its flags, Vertex AI task resources, a Vertex AI Training job.
 
 The `trainer:` section of the run configuration (`pipeline.config.TrainerConfig`) decides; the
 pipeline trains in one of three places (README, "Train on GPU"):
@@ -146,7 +146,8 @@ def vertex_training_config(cfg: config_lib.RunConfig) -> Dict[str, Any]:
     trainer = cfg.trainer
     if not trainer.image:
         raise config_lib.ConfigError("trainer.image: trainer.vertex_training needs the image the training job runs "
-                                     "(the pipeline image, or the GPU image docker/gpu.Dockerfile, pushed to a registry)")
+                                     "(the pipeline image, or the GPU image docker/gpu.Dockerfile, pushed to a "
+                                     "registry)")
     if not config_lib.GCS_PATTERN.match(cfg.pipeline_root):
         raise config_lib.ConfigError(f"trainer.vertex_training: the pipeline root {cfg.pipeline_root!r} is not a "
                                      "gs://bucket/path; the training job reads the Trainer's inputs and writes the "

@@ -165,7 +165,8 @@ def test_gpu_image_extends_the_pipeline_image_built_by_make():
     target = re.search(r"^image-gpu:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
     pipeline_build, gpu_build = [line.strip() for line in target.splitlines()]
     assert pipeline_build.startswith("docker build -f docker/Dockerfile -t rqvalue-pipeline:$(VERSION)")
-    assert gpu_build.startswith("docker build -f docker/gpu.Dockerfile --build-arg PIPELINE_IMAGE=rqvalue-pipeline:$(VERSION)")
+    assert gpu_build.startswith("docker build -f docker/gpu.Dockerfile "
+                                "--build-arg PIPELINE_IMAGE=rqvalue-pipeline:$(VERSION)")
     assert re.search(r"^VERSION := .*pyproject.toml", makefile, re.M)
     # The Beam SDK harness stays the entrypoint, as in the pipeline image.
     assert not [kw for kw, _ in instructions(GPU) if kw in ("ENTRYPOINT", "CMD")]

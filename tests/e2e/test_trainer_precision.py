@@ -1,4 +1,4 @@
-"""TFX's Trainer executor with trainer.precision: mixed_float16 on a real Transform output: it trains and exports float32."""
+"""TFX's Trainer executor with precision mixed_float16 on a real Transform output: it trains and exports float32."""
 
 import json
 

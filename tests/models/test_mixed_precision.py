@@ -59,17 +59,19 @@ def _check_export(model, config, context, inputs, targets):
     assert all(np.all(np.isfinite(v.numpy())) for v in served.values())
     # The float32 copy computes what the float16 model does, up to float16 rounding (which can flip
     # a greedy decoder's choice, and so change the rest of a few sequences).
-    for key, value in model(inputs, training=False).items():
-        close = np.isclose(exported(inputs, training=False)[key].numpy(), value.numpy(), rtol=0.05, atol=0.05)
+    head = {k: v[:64] for k, v in inputs.items()}
+    for key, value in model(head, training=False).items():
+        close = np.isclose(exported(head, training=False)[key].numpy(), value.numpy(), rtol=0.05, atol=0.05)
         assert close.mean() > 0.95, (key, close.mean())
     return exported
 
 
 @pytest.mark.parametrize("kind", [kind for kind in MODEL_KINDS if kind != "rqreg"])  # RQ-Reg: below
 def test_every_kind_trains_in_mixed_float16_with_float32_outputs_and_exports_in_float32(kind):
-    model, config, context, inputs, targets = _mixed(kind, n=256)
+    model, config, context, inputs, targets = _mixed(kind, n=128)
     outputs = model(inputs, training=True)
     assert set(_float_dtypes(outputs).values()) == {"float32"}, _float_dtypes(outputs)
+    model.run_eagerly = True  # the same ops without tracing a training function: faster for a few steps
     losses = model.fit(inputs, targets, batch_size=128, epochs=1, verbose=0).history["loss"]
     assert np.all(np.isfinite(losses)), losses
     _check_export(model, config, context, inputs, targets)
@@ -83,7 +85,8 @@ def test_rqreg_learns_in_mixed_float16_and_its_code_tree_stays_float32():
     assert outputs["value"].dtype == tf.float32
     (rnc_term,) = model.losses  # Rank-N-Contrast on the code embeddings
     assert rnc_term.dtype == tf.float32
-    history = model.fit(inputs, targets, batch_size=64, epochs=10, verbose=0).history["loss"]
+    model.run_eagerly = True
+    history = model.fit(inputs, targets, batch_size=128, epochs=8, verbose=0).history["loss"]
     assert history[-1] < 0.7 * history[0]
     exported = _check_export(model, config, context, inputs, targets)
     probabilities = exported.leaf_probabilities({k: v[:16] for k, v in inputs.items()})
