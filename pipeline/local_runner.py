@@ -10,7 +10,7 @@ import absl.logging
 from tfx import v1 as tfx
 
 from components.feature_store_example_gen import IngestionSpec, input_fingerprint, latest_span, span_window
-from pipeline import results
+from pipeline import mlmd
 from pipeline.config import RunConfig
 from pipeline.pipeline import create_pipeline
 
@@ -51,7 +51,7 @@ def ingestion_span(spec: IngestionSpec, span: Optional[int] = None) -> int:
 
 
 def run(config: RunConfig, report: Optional[Callable[[str], None]] = print,
-        span: Optional[int] = None) -> results.RunResult:
+        span: Optional[int] = None) -> mlmd.RunResult:
     """Runs the pipeline once and returns what it produced.
 
     Args:
@@ -88,4 +88,4 @@ def run(config: RunConfig, report: Optional[Callable[[str], None]] = print,
         absl_logger.removeHandler(handler)
         absl_logger.propagate = saved_propagate
         absl.logging.set_verbosity(saved_verbosity)
-    return results.latest_result(config.metadata_path)
+    return mlmd.latest_result(config.metadata_path)

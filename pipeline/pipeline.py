@@ -15,8 +15,8 @@ blessed model and spans are not supported there.
 
 from tfx import v1 as tfx
 
-from components.baseline_resolver import baseline_resolver
 from components import span_resolvers
+from components.baseline_resolver import baseline_resolver
 from components.feature_store_example_gen import FeatureStoreExampleGen, IngestionSpec
 from components.validation_gate import ValidationGate
 from models import preprocessing, trainer

@@ -7,10 +7,10 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 import tf_keras as keras
+from toy_data import zero_inflated
 
 from models import base, codebook, losses, registry
 from schemas import features
-from toy_data import zero_inflated
 
 BASELINES = ("ziln", "mse", "logmse", "twostage")
 CONFIG = {"embedding_dim": 4, "hidden_units": (16,), "lstm_units": 8, "regression_weight": 1.0}

@@ -6,13 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from feast import FeatureService, FeatureStore, FeatureView, FileSource
 
-from pipeline import datasets  # first: sets FEAST_USAGE=False before feast is imported
+from pipeline import datasets
 from pipeline.datasets import cdnow, feature_repo
 from schemas import features
 from schemas.feature_repo import definitions
-
-from feast import FeatureService, FeatureStore, FeatureView, FileSource  # noqa: E402,I100
 
 
 def _historical(cfg):

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from pipeline import config as config_lib
-from pipeline import inspect_run, local_runner, results
+from pipeline import local_runner, mlmd
+from rqvalue.inspect import command as inspect
 
 pytestmark = pytest.mark.e2e
 
@@ -20,8 +21,8 @@ COMPONENTS = {"FeatureStoreExampleGen", "StatisticsGen", "ImportSchemaGen", "Exa
 def _inspect(capsys, *argv):
     """Runs `rqvalue inspect ARGV` through add_parser and main: (exit code, stdout, stderr)."""
     parser = argparse.ArgumentParser(prog="rqvalue")
-    inspect_run.add_parser(parser.add_subparsers(dest="command", required=True))
-    code = inspect_run.main(parser.parse_args(["inspect", *argv]))
+    inspect.add_parser(parser.add_subparsers(dest="command", required=True))
+    code = inspect.main(parser.parse_args(["inspect", *argv]))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -79,7 +80,7 @@ def test_metrics_per_value_bucket_add_up_to_overall(small_run, capsys):
     assert "overall" in slices and len(buckets) >= 3
     overall = slices["overall"]["candidate"]
     assert sum(b["candidate"]["example_count"] for b in buckets) == overall["example_count"] > 0
-    assert overall["mean_absolute_error"] == pytest.approx(result.metrics[results.OVERALL]["mean_absolute_error"])
+    assert overall["mean_absolute_error"] == pytest.approx(result.metrics[mlmd.OVERALL]["mean_absolute_error"])
     assert data["blessed"] is True and data["failed_thresholds"] == []
     assert data["baseline_model_uri"] is None and slices["overall"]["baseline"] is None  # the first run has none
     assert data["pushed_model"] == result.pushed_model

@@ -32,6 +32,7 @@ import sys
 from typing import List, Optional, Sequence, Tuple
 
 from pipeline import runners
+from rqvalue import runner_options
 
 EVERY = {
     "hourly": "0 * * * *",   # on the hour
@@ -107,7 +108,7 @@ def _rqvalue_command() -> List[str]:
     script = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "rqvalue")
     if os.access(script, os.X_OK):
         return [script]
-    return [os.path.abspath(sys.executable), "-m", "pipeline.cli"]
+    return [os.path.abspath(sys.executable), "-m", "rqvalue"]
 
 
 def run_argv(args: argparse.Namespace) -> List[str]:
@@ -116,7 +117,7 @@ def run_argv(args: argparse.Namespace) -> List[str]:
     argv += ["--output-dir", os.path.abspath(args.output_dir)]
     if args.pipeline_root:
         argv += ["--pipeline-root", args.pipeline_root]
-    return argv + list(runners.runner_argv(args))
+    return argv + list(runner_options.runner_argv(args))
 
 
 def cron_line(expr: str, output_dir: str, run_options: Sequence[str], rqvalue: Optional[Sequence[str]] = None,
@@ -221,7 +222,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     source.add_argument("--dataset", choices=datasets.NAMES, default="cdnow", help="as for `rqvalue run`")
     source.add_argument("--config", help="as for `rqvalue run`")
     parser.add_argument("--output-dir", default="runs", help="as for `rqvalue run` (default: runs); one entry each")
-    runners.add_runner_arguments(parser)
+    runner_options.add_runner_arguments(parser)
+    parser.set_defaults(func=main)
     return parser
 
 
@@ -269,7 +271,7 @@ def _local(args: argparse.Namespace, crontab: Optional[str]) -> int:
     if args.config and not os.path.isfile(args.config):
         raise ScheduleError(f"--config: {args.config!r} does not exist")
     # A bad runner option fails now, not at 2 a.m.
-    runners.check_pipeline_root(runners.beam_args_from(args), args.pipeline_root or output_dir)
+    runners.check_pipeline_root(runner_options.beam_args_from(args), args.pipeline_root or output_dir)
     line = cron_line(_expr(args), output_dir, run_argv(args))
     if args.dry_run:
         print(line)

@@ -5,11 +5,14 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
-
 DATASETS = ("cdnow", "synthetic_ltv", "watch_time")
 
 
 VALIDATION_FRACTION = 0.1
+
+
+# Eval rows scored with every numeric feature far out of range (only the categorical features differ).
+OOD_ROWS = 256
 
 
 # Kinds that only make sense on some data sets (D2Q needs a video duration).

@@ -6,7 +6,9 @@ import math
 
 import pytest
 
-from pipeline import bench, bench_report, bench_rows
+from rqvalue.bench import command as bench
+from rqvalue.bench import results as bench_report
+from rqvalue.bench import rows as bench_rows
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipeline.bench_rows import VALIDATION_FRACTION
+from rqvalue.bench.rows import VALIDATION_FRACTION
 
 
 @dataclasses.dataclass
@@ -78,8 +78,8 @@ def analyze(data, model, train_serialized: Sequence[bytes], transform_dir: str) 
     import apache_beam as beam
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import metadata_io
     from apache_beam.options.pipeline_options import PipelineOptions
+    from tensorflow_transform.tf_metadata import metadata_io
     from tfx_bsl.public import tfxio
 
     from models import preprocessing

@@ -1,15 +1,11 @@
 """Bench results: aggregation over seeds, the target checks, and RESULTS.md."""
 
-import json
 import math
-import os
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from pipeline.bench_rows import ABLATIONS, BASE_KIND, DURATION_FEATURE, VALIDATION_FRACTION
-from pipeline.bench_train import OOD_ROWS
-
+from rqvalue.bench.rows import ABLATIONS, BASE_KIND, DURATION_FEATURE, OOD_ROWS, VALIDATION_FRACTION
 
 # Metric key -> (column title, higher is better). Order = table order.
 METRICS = {
@@ -116,7 +112,7 @@ def render(result: Mapping[str, Any]) -> str:
     lines = [
         "# Benchmark: RQ-Reg and the baselines on the embedded data sets",
         "",
-        f"Produced by `{result['command']}` (`pipeline/bench.py`) on {result['finished']}, "
+        f"Produced by `{result['command']}` (`rqvalue/bench/`) on {result['finished']}, "
         f"whole run {result['wall_s'] / 60:.1f} min wall time (ingestion, Transform, every training run, "
         "evaluation and serving timing; the default bench is sized to stay under 30 min on this machine).",
         "",
@@ -190,10 +186,9 @@ def render(result: Mapping[str, Any]) -> str:
             steps = _cell(agg, "best_step")
             lines.append(f"| {row['label']} | " + " | ".join(_cell(agg, k) for k in METRICS) + f" | {steps} |")
         lines += ["", "*steps*: step of the restored (best-validation) weights (mean ± std)."]
-        from pipeline import bench_decoding
         for kind, default in ((BASE_KIND, _default_decoding()), ("gr", str(_default_field("gr_first_tokens")))):
             if kind in ds["rows"]:
-                lines += bench_decoding.render(ds["rows"][kind]["runs"], default, kind)
+                lines += decoding_table(ds["rows"][kind]["runs"], default, kind)
         constant = {row["label"]: sum(run.get("distinct_predictions", 2) <= 1 for run in row["runs"])
                     for row in ds["rows"].values()}
         constant = {label: n for label, n in constant.items() if n}
@@ -266,22 +261,27 @@ def _default_field(name: str) -> Any:
     return getattr(config_lib.ModelConfig(), name)
 
 
-def rewrite_markdown(out_dir: str) -> str:
-    """Re-renders <out_dir>/RESULTS.md from <out_dir>/results.json (after a change to `render`)."""
-    with open(os.path.join(out_dir, "results.json")) as f:
-        result = json.load(f)
-    path = os.path.join(out_dir, "RESULTS.md")
-    with open(path, "w") as f:
-        f.write(render(_unclean(result)))
-    return path
-
-
-def _unclean(value):
-    """None -> NaN for the numbers _clean turned into null."""
-    if value is None:
-        return math.nan
-    if isinstance(value, dict):
-        return {k: _unclean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unclean(v) for v in value]
-    return value
+def decoding_table(runs: Sequence[Mapping[str, Any]], default: str, kind: str = "rqreg") -> List[str]:
+    """Markdown lines of the decoding table from the runs of a kind's default row (none if not measured)."""
+    per_rule: Dict[str, List[Mapping[str, float]]] = {}
+    for run in runs:
+        for decoding, values in (run.get("decodings") or {}).items():
+            per_rule.setdefault(decoding, []).append(values)
+    if not per_rule:
+        return []
+    if kind == "gr":
+        title = (f"GR decoding on the same trained models ({len(runs)} seed(s); `gr_first_tokens` = K: the "
+                 f"prediction averages the greedy paths of the K likeliest first tokens, K = 1 is the paper's "
+                 f"greedy decode; the default, K = {default}, is the gr row above; interval recalibrated per rule):")
+        header = "| first tokens K |"
+    else:
+        title = (f"RQ-Reg decoding rules on the same trained models ({len(runs)} seed(s); the default, "
+                 f"`{default}`, is the rqreg row above; interval recalibrated per rule; `beam` keeps the "
+                 f"{runs[0].get('beam_width', '?')} most probable code prefixes per level):")
+        header = "| decoding |"
+    lines = ["", title, "", header + " " + " | ".join(decoding.COLUMNS.values()) + " |",
+             "|---|" + "---|" * len(decoding.COLUMNS)]
+    for decoding, values in per_rule.items():
+        agg = aggregate(values)
+        lines.append(f"| {decoding} | " + " | ".join(_cell(agg, key) for key in decoding.COLUMNS) + " |")
+    return lines

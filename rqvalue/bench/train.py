@@ -1,4 +1,4 @@
-"""Bench training and scoring: one (row, seed) trained as the Trainer does it, then scored on eval.
+"""Bench training: one (row, seed) trained as the Trainer does it, then scored on eval (`scoring`).
 
 `keras.utils.set_random_seed(seed)`; the TrainContext by `models.trainer.train_context`; the model by
 `models.trainer.build_model` with `models.trainer.trainer_config(data, model)`; `fit` on (features,
@@ -12,16 +12,13 @@ eval split with `model.predict_outputs` and `models.metrics`; serving time throu
 import dataclasses
 import math
 import time
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
-from pipeline.bench_data import Prepared
-from pipeline.bench_rows import DURATION_FEATURE, ONE_LEVEL, Budget, Row
-
-
-# Eval rows scored with every numeric feature far out of range (only the categorical features differ).
-OOD_ROWS = 256
+from rqvalue.bench import decoding, scoring
+from rqvalue.bench.data import Prepared
+from rqvalue.bench.rows import DURATION_FEATURE, ONE_LEVEL, OOD_ROWS, Budget, Row
 
 
 def model_settings(prepared: Prepared, row: Row, seed: int, budget: Budget) -> Tuple[Dict[str, Any], List[str]]:
@@ -94,101 +91,6 @@ def _slice_codes(columns: Mapping[str, np.ndarray], levels: int) -> Dict[str, np
     return out
 
 
-def predict_function(model, columns: Mapping[str, np.ndarray]):
-    """`model.predict_outputs` as one tf.function for any batch size (traced once)."""
-    import tensorflow as tf
-
-    signature = {k: tf.TensorSpec([None, *v.shape[1:]], tf.as_dtype(v.dtype)) for k, v in columns.items()}
-    return tf.function(model.predict_outputs, input_signature=[signature])
-
-
-def predict(fn, columns: Mapping[str, np.ndarray], batch: int = 1024) -> Dict[str, np.ndarray]:
-    """Value outputs of `predict_function` over numpy features, in batches."""
-    from models import base
-
-    n = len(next(iter(columns.values())))
-    parts: Dict[str, List[np.ndarray]] = {key: [] for key in base.SERVING_KEYS}
-    for start in range(0, n, batch):
-        outputs = fn({k: v[start:start + batch] for k, v in columns.items()})
-        for key in base.SERVING_KEYS:
-            parts[key].append(outputs[key].numpy().astype(np.float64))
-    return {key: np.concatenate(v) for key, v in parts.items()}
-
-
-def scores(labels: np.ndarray, outputs: Mapping[str, np.ndarray]) -> Dict[str, float]:
-    """The table's accuracy metrics of one set of serving outputs on the eval labels (label units)."""
-    from models import metrics
-
-    summary = metrics.summary(labels, outputs["prediction"])
-    return {
-        "mae": summary["mae"],
-        "mae_median": metrics.mae(labels, outputs["median"]),
-        "rmse": summary["rmse"],
-        "normalized_gini": summary["normalized_gini"],
-        "spearman": summary["spearman"],
-        "xauc": summary["xauc"],
-        **calibration_errors(labels, outputs["prediction"]),
-        "coverage_80": metrics.interval_coverage(labels, outputs["lower"], outputs["upper"]),
-        "mean_label": summary["mean_label"],
-        "mean_prediction": summary["mean_prediction"],
-        "eval_count": summary["count"],
-    }
-
-
-def calibration_errors(labels: np.ndarray, predictions: np.ndarray) -> Dict[str, float]:
-    """Decile calibration two ways (models.metrics.decile_calibration divides by each decile's mean
-    label, which is 0 for deciles of zeros):
-      - calibration_error: mean over deciles of |pred_mean - label_mean|, divided by the overall mean
-        label (always defined; the table's column);
-      - calibration_error_positive: mean of |pred_mean - label_mean| / label_mean over the deciles whose
-        mean label is positive (the ZILN notebook's decile MAPE without the undefined deciles)."""
-    from models import metrics
-
-    deciles = metrics.decile_calibration(labels, predictions, n=min(10, labels.size))
-    gap = np.abs(deciles["pred_mean"] - deciles["label_mean"])
-    positive = deciles["label_mean"] > 0
-    overall = float(np.mean(labels))
-    return {
-        "calibration_error": float(gap.mean() / overall) if overall > 0 else math.nan,
-        "calibration_error_positive": float(np.mean(gap[positive] / deciles["label_mean"][positive]))
-        if positive.any() else math.nan,
-        "calibration_positive_deciles": int(positive.sum()),
-    }
-
-
-def out_of_range(columns: Mapping[str, np.ndarray], numeric_keys: Sequence[str], limit: int
-                 ) -> Dict[str, np.ndarray]:
-    """Eval features (the first `limit` rows) with every numeric transformed feature set to 10x its max |value|."""
-    from schemas import features
-    rows = {k: v[:limit] for k, v in columns.items()}
-    for key in numeric_keys:
-        name = features.transformed_name(key)
-        rows[name] = np.full_like(rows[name], 10.0 * float(np.max(np.abs(columns[name]))))
-    return rows
-
-
-def serving_time(model, prepared: Prepared, config: Mapping[str, Any], budget: Budget
-                 ) -> Tuple[float, Dict[str, np.ndarray]]:
-    """(median ms per 1,000 examples of the serving signature, its outputs on the timed batch)."""
-    import tensorflow as tf
-
-    from models import trainer
-
-    serve = trainer._serving_signatures(model, prepared.tft_output, config)["serving_default"]
-    pool = prepared.serialized["eval"]
-    n = min(budget.serving_batch, len(pool))
-    batch = tf.constant(pool[:n])
-    first = {k: v.numpy() for k, v in serve(batch).items()}  # warm-up (traces the function)
-    times = []
-    for _ in range(budget.serving_calls):
-        started = time.perf_counter()
-        outputs = serve(batch)
-        _ = outputs["prediction"].numpy()
-        times.append(time.perf_counter() - started)
-    ms_per_1000 = 1000.0 * float(np.median(times)) * 1000.0 / n
-    return ms_per_1000, first
-
-
 def warm_up(prepared: Prepared, budget: Budget) -> float:
     """A throwaway 2-step fit: the first `fit` of a process pays a one-time cost (~15 s here) that would
     otherwise land in the first row's training time. Returns its seconds."""
@@ -244,7 +146,7 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     train_s = time.perf_counter() - started
     eval_x = _features_only(split["eval"])
     # One traced prediction function for calibration and every eval prediction below.
-    predict_fn = predict_function(model, eval_x)
+    predict_fn = scoring.predict_function(model, eval_x)
     calibrated = calibration.calibrate_model(
         model, tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(1024), log=None, predict=predict_fn)
 
@@ -253,13 +155,13 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
         eval_x = {k: v[:budget.eval_rows] for k, v in eval_x.items()}
         labels = labels[:budget.eval_rows]
     started = time.perf_counter()
-    outputs = predict(predict_fn, eval_x)
+    outputs = scoring.predict(predict_fn, eval_x)
     predict_s = time.perf_counter() - started
     prediction = outputs["prediction"]
     result = {
-        **scores(labels, outputs),
-        "coverage_80_top_bucket": _top_bucket_coverage(labels, outputs, eval_x, config),
-        **_group_coverage(labels, outputs, calibrated["grouped"]),
+        **scoring.scores(labels, outputs),
+        "coverage_80_top_bucket": scoring.top_bucket_coverage(labels, outputs, eval_x, config),
+        **scoring.group_coverage(labels, outputs, calibrated["grouped"]),
         "coverage_80_validation_uncalibrated": calibrated["coverage_before"],
         "interval_thresholds": calibrated["thresholds"],
         "interval_offset_lower": calibrated["offset_lower"],
@@ -267,21 +169,20 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
         "distinct_predictions": int(np.unique(prediction).size),
     }
     result["codebook_sizes"] = [int(np.size(level)) for level in context.codebook_levels]
-    ood = predict(predict_fn, out_of_range(eval_x, context.numeric_keys, OOD_ROWS))
+    ood = scoring.predict(predict_fn, scoring.out_of_range(eval_x, context.numeric_keys, OOD_ROWS))
     result["ood_max_prediction"] = float(np.max(ood["prediction"]))
     result["prediction_cap"] = float(context.prediction_cap)
     if time_serving:
-        ms, served = serving_time(model, prepared, config, budget)
+        ms, served = scoring.serving_time(model, prepared, config, budget)
         n = min(len(served["prediction"]), len(prediction))
         result["serve_ms_per_1000"] = ms
         # The serving signature (raw examples -> transform layer -> model) must agree with predict_outputs.
         result["serving_vs_predict_max_abs_diff"] = float(np.max(np.abs(
             served["prediction"][:n].astype(np.float64) - prediction[:n])))
-    from pipeline import bench_decoding
-    attribute, values = bench_decoding.rules(row.id, model)
+    attribute, values = decoding.rules(row.id, model)
     if len(values) > 1:
         result["beam_width"] = config.get("beam_width")
-        result["decodings"] = bench_decoding.evaluate(
+        result["decodings"] = decoding.evaluate(
             model, attribute, values, prepared, config, budget, eval_x, labels,
             tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(1024), time_serving, own=result)
     result.update(
@@ -294,39 +195,3 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     )
     keras.backend.clear_session()
     return result
-
-
-def _top_bucket_coverage(labels: np.ndarray, outputs: Mapping[str, np.ndarray], eval_x: Mapping[str, np.ndarray],
-                         config: Mapping[str, Any]) -> float:
-    """80% interval coverage on the eval rows of the top `value_bucket` (NaN if there are none)."""
-    from models import metrics
-    from schemas import features
-
-    top = np.asarray(eval_x[features.VALUE_BUCKET_KEY]).reshape(-1) == config["value_buckets"] - 1
-    if not top.any():
-        return math.nan
-    return metrics.interval_coverage(labels[top], outputs["lower"][top], outputs["upper"][top])
-
-
-def _group_coverage(labels: np.ndarray, outputs: Mapping[str, np.ndarray], grouped) -> Dict[str, Any]:
-    """80% interval coverage on eval within each predicted-value group of the model's calibration
-    (`grouped`, a `calibration.GroupedOffsets`): `coverage_80_by_group`, lowest prediction first, and
-    the lowest of them, `coverage_80_worst_group`."""
-    from models import calibration
-
-    by_group = calibration.group_coverage(labels, outputs["lower"], outputs["upper"], outputs["prediction"], grouped)
-    finite = [c for c in by_group if math.isfinite(c)]
-    return {"coverage_80_by_group": list(by_group), "coverage_80_worst_group": min(finite) if finite else math.nan}
-
-
-def references(train_labels: np.ndarray, eval_labels: np.ndarray) -> Dict[str, Dict[str, float]]:
-    """MAE and RMSE on eval of constant predictions: 0, the train median and the train mean."""
-    from models import metrics
-
-    out = {}
-    for name, value in (("all zeros", 0.0), ("train median", float(np.median(train_labels))),
-                        ("train mean", float(np.mean(train_labels)))):
-        constant = np.full_like(eval_labels, value)
-        out[name] = {"value": value, "mae": metrics.mae(eval_labels, constant),
-                     "rmse": metrics.rmse(eval_labels, constant)}
-    return out

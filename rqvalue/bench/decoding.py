@@ -9,9 +9,11 @@ likeliest first tokens whose greedy paths the prediction averages (1 is the pape
 """
 
 import time
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
+
+from rqvalue.bench import scoring
 
 # Table columns: metric key -> column title.
 COLUMNS = {
@@ -24,8 +26,6 @@ COLUMNS = {
     "coverage_80": "80% cov.",
     "serve_ms_per_1000": "serve ms/1k",
 }
-
-
 
 
 def rules(kind: str, model) -> Tuple[str, Tuple[Any, ...]]:
@@ -47,7 +47,6 @@ def evaluate(model, attribute: str, values: Sequence[Any], prepared, config: Map
     `own` holds the run's metrics under the model's own setting, which are reused, not recomputed.
     Results are keyed by str(value)."""
     from models import calibration
-    from pipeline import bench_train
 
     original = getattr(model, attribute)
     # The calibration of the model's own setting, restored at the end (cheaper than refitting it).
@@ -59,44 +58,16 @@ def evaluate(model, attribute: str, values: Sequence[Any], prepared, config: Map
                 results[str(decoding)] = {key: own[key] for key in (*COLUMNS, "predict_s") if key in own}
                 continue
             setattr(model, attribute, decoding)
-            predict_fn = bench_train.predict_function(model, eval_x)
+            predict_fn = scoring.predict_function(model, eval_x)
             calibration.calibrate_model(model, validation, log=None, predict=predict_fn)
             started = time.perf_counter()
-            outputs = bench_train.predict(predict_fn, eval_x)
-            result = {**bench_train.scores(labels, outputs), "predict_s": time.perf_counter() - started}
+            outputs = scoring.predict(predict_fn, eval_x)
+            result = {**scoring.scores(labels, outputs), "predict_s": time.perf_counter() - started}
             if time_serving:
-                result["serve_ms_per_1000"], _ = bench_train.serving_time(model, prepared, config, budget)
+                result["serve_ms_per_1000"], _ = scoring.serving_time(model, prepared, config, budget)
             results[str(decoding)] = result
     finally:
         setattr(model, attribute, original)
         for variable, value in calibrated:
             variable.assign(value)
     return results
-
-
-def render(runs: Sequence[Mapping[str, Any]], default: str, kind: str = "rqreg") -> List[str]:
-    """Markdown lines of the decoding table from the runs of a kind's default row (none if not measured)."""
-    from pipeline import bench_report
-
-    per_rule: Dict[str, List[Mapping[str, float]]] = {}
-    for run in runs:
-        for decoding, values in (run.get("decodings") or {}).items():
-            per_rule.setdefault(decoding, []).append(values)
-    if not per_rule:
-        return []
-    if kind == "gr":
-        title = (f"GR decoding on the same trained models ({len(runs)} seed(s); `gr_first_tokens` = K: the "
-                 f"prediction averages the greedy paths of the K likeliest first tokens, K = 1 is the paper's "
-                 f"greedy decode; the default, K = {default}, is the gr row above; interval recalibrated per rule):")
-        header = "| first tokens K |"
-    else:
-        title = (f"RQ-Reg decoding rules on the same trained models ({len(runs)} seed(s); the default, "
-                 f"`{default}`, is the rqreg row above; interval recalibrated per rule; `beam` keeps the "
-                 f"{runs[0].get('beam_width', '?')} most probable code prefixes per level):")
-        header = "| decoding |"
-    lines = ["", title, "", header + " " + " | ".join(COLUMNS.values()) + " |",
-             "|---|" + "---|" * len(COLUMNS)]
-    for decoding, values in per_rule.items():
-        agg = bench_report.aggregate(values)
-        lines.append(f"| {decoding} | " + " | ".join(bench_report._cell(agg, key) for key in COLUMNS) + " |")
-    return lines

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import cli, datasets
+from pipeline import datasets
+from rqvalue import cli
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pipeline import schedule
+from rqvalue import schedule
 
 FAKE_CRONTAB = """#!/bin/sh
 # A stand-in for crontab(1): `-l` prints the table, `-` replaces it from stdin.

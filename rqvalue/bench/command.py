@@ -3,15 +3,15 @@
 The bench runs the pipeline's own code outside the TFX orchestrator, so a full comparison takes
 minutes instead of one pipeline run per (model, seed). Its parts:
 
-- `pipeline.bench_rows`: what runs — data sets, budgets, the rows (every registered kind, the RQ-Reg
+- `rqvalue.bench.rows`: what runs — data sets, budgets, the rows (every registered kind, the RQ-Reg
   ablations, `--variant` rows);
-- `pipeline.bench_data`: ingestion (Feast point-in-time retrieval, the pipeline's entity-hash split,
+- `rqvalue.bench.data`: ingestion (Feast point-in-time retrieval, the pipeline's entity-hash split,
   a validation slice carved out of train) and Transform, once per data set and once more per set of
   Transform settings a row changes;
-- `pipeline.bench_train`: one (row, seed) trained and calibrated as the Trainer does it, scored on
-  eval, its serving signature timed; `pipeline.bench_decoding` scores the decoding rules of the same
+- `rqvalue.bench.train`: one (row, seed) trained and calibrated as the Trainer does it, scored on
+  eval, its serving signature timed; `rqvalue.bench.decoding` scores the decoding rules of the same
   trained model;
-- `pipeline.bench_report`: aggregation over seeds, the target checks, RESULTS.md.
+- `rqvalue.bench.results`: aggregation over seeds, the target checks, RESULTS.md.
 
 This module runs them in order and holds the command line.
 
@@ -32,16 +32,25 @@ import time
 import traceback
 from typing import Any, Dict, Optional, Sequence
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("FEAST_USAGE", "False")
 
 import numpy as np  # noqa: E402
 
-from pipeline.bench_data import prepare_dataset, reanalyze, transform_key  # noqa: E402
-from pipeline.bench_report import aggregate, render, target_checks  # noqa: E402
-from pipeline.bench_rows import (ABLATIONS, DATASETS, VALIDATION_FRACTION, Budget, Row, applies,  # noqa: E402
-                                 available_rows, budget_for, parse_variant)
-from pipeline.bench_train import references, train_and_evaluate, warm_up  # noqa: E402
+from rqvalue.bench.data import prepare_dataset, reanalyze, transform_key  # noqa: E402
+from rqvalue.bench.results import aggregate, render, target_checks  # noqa: E402
+from rqvalue.bench.rows import (  # noqa: E402
+    ABLATIONS,
+    DATASETS,
+    VALIDATION_FRACTION,
+    Budget,
+    Row,
+    applies,
+    available_rows,
+    budget_for,
+    parse_variant,
+)
+from rqvalue.bench.scoring import references  # noqa: E402
+from rqvalue.bench.train import train_and_evaluate, warm_up  # noqa: E402
 
 
 def _hardware() -> str:
@@ -242,10 +251,3 @@ def main(args) -> int:
             shutil.rmtree(work_dir, ignore_errors=True)
     return 0
 
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m pipeline.bench")
-    _sub = _parser.add_subparsers(dest="command", required=True)
-    add_parser(_sub)
-    _args = _parser.parse_args(["bench", *sys.argv[1:]])
-    sys.exit(main(_args))

@@ -1,6 +1,6 @@
 """`rqvalue report`: a self-contained HTML page with every section, TFMA's numbers, and a page Chromium renders.
 
-Also the SVG helpers of pipeline/plots.py on tiny inputs, and `render` on synthetic data with a baseline
+Also the SVG helpers of rqvalue/report/charts.py and svg.py on tiny inputs, and `render` on synthetic data with a baseline
 (the shared run has none: it is the store's first model).
 """
 
@@ -20,7 +20,10 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from pipeline import plots, report
+from pipeline import mlmd
+from rqvalue import console
+from rqvalue.report import charts, gather, render, svg
+from rqvalue.report import command as report
 
 pytestmark = pytest.mark.e2e
 
@@ -115,17 +118,16 @@ def test_report_is_self_contained_and_has_every_section(written):
 
 
 def test_metrics_table_matches_tfma(written):
-    from pipeline import results
 
     cfg, result, _, page = written
-    expected = results.load_metrics(result.evaluation_uri)
+    expected = mlmd.load_metrics(result.evaluation_uri)
     assert expected == result.metrics
     shown = {}
     for cell in _parse(page).cells:
         if "data-value" in cell:
             shown[(cell["data-slice"], cell["data-model"], cell["data-metric"])] = float(cell["data-value"])
     assert {s for s, m, _ in shown if m == "candidate"} == set(expected)
-    columns = [key for key, *_ in report._METRIC_COLUMNS]
+    columns = [key for key, *_ in console.METRIC_COLUMNS]
     for slice_name, values in expected.items():
         for key in columns:
             if key in values:
@@ -137,7 +139,7 @@ def test_metrics_table_matches_tfma(written):
 def test_scoring_agrees_with_the_evaluator(small_run):
     """The plots come from scoring the eval split here; TFMA scored the same examples with the same model."""
     cfg, result = small_run
-    data = report.gather(cfg.metadata_path)
+    data = gather.gather(cfg.metadata_path)
     tfma_metrics = result.metrics
     overall = tfma_metrics["overall"]
     assert data.labels.size == overall["example_count"] == sum(data.run.example_counts[s] for s in data.run.eval_splits)
@@ -250,16 +252,16 @@ def _synthetic(with_baseline=True, rich=True):
         for b in range(5):
             metrics[f"value_bucket={b}"] = {"example_count": float((buckets == b).sum())}
         if not rich:
-            return report.ModelScores(role, f"/m/{role}", metrics, prediction)
-        return report.ModelScores(role, f"/m/{role}", metrics, prediction, median=prediction * 0.8,
+            return gather.ModelScores(role, f"/m/{role}", metrics, prediction)
+        return gather.ModelScores(role, f"/m/{role}", metrics, prediction, median=prediction * 0.8,
                                   lower=prediction * 0.2, upper=prediction * 2.5,
                                   codes=rng.integers(0, 4, size=(n, 2)))
 
-    run = report.RunInfo(run_id="2026-01-02T03:04:05.000006", run_time_ms=1_700_000_000_000,
-                         pipeline_name="rqvalue-<test> & co", evaluation_uri="/e", evaluator_state="executed",
-                         examples_uri="/x", example_counts={"train": 1600, "eval": n}, model_uri="/m", model_id=2,
-                         blessed=False, ingestion_spec={"spine": "/s.parquet", "feast_repo": "/f"})
-    return report.ReportData(run=run, labels=labels, value_bucket=buckets, candidate=model("candidate", 5),
+    run = mlmd.RunInfo(run_id="2026-01-02T03:04:05.000006", run_time_ms=1_700_000_000_000,
+                       pipeline_name="rqvalue-<test> & co", evaluation_uri="/e", evaluator_state="executed",
+                       examples_uri="/x", example_counts={"train": 1600, "eval": n}, model_uri="/m", model_id=2,
+                       blessed=False, ingestion_spec={"spine": "/s.parquet", "feast_repo": "/f"})
+    return gather.ReportData(run=run, labels=labels, value_bucket=buckets, candidate=model("candidate", 5),
                              baseline=model("baseline", 30) if with_baseline else None,
                              true_codes=rng.integers(0, 4, size=(n, 2)) if rich else None,
                              codebook_sizes=[4, 4], validation_failures=["normalized_gini on overall = 0.3"],
@@ -267,7 +269,7 @@ def _synthetic(with_baseline=True, rich=True):
 
 
 def test_render_shows_candidate_beside_baseline():
-    page = report.render(_synthetic())
+    page = render.render(_synthetic())
     parsed = _parse(page)
     assert set(SECTION_IDS) <= set(parsed.sections)
     assert all(parsed.sections[s]["svg"] >= 1 for s in SECTION_IDS if s != "metrics")
@@ -282,7 +284,7 @@ def test_render_shows_candidate_beside_baseline():
 
 
 def test_render_without_codes_or_intervals_says_so():
-    page = report.render(_synthetic(with_baseline=False, rich=False))
+    page = render.render(_synthetic(with_baseline=False, rich=False))
     parsed = _parse(page)
     assert parsed.sections["codes"]["svg"] == 0 and "does not use a codebook" in page
     assert parsed.sections["coverage"]["svg"] == 0 and "no interval to check" in page
@@ -290,7 +292,7 @@ def test_render_without_codes_or_intervals_says_so():
 
 
 # ---------------------------------------------------------------------------------------------
-# plots.py
+# charts.py and svg.py
 
 
 def _svg(text):
@@ -306,60 +308,60 @@ def _texts(root):
 
 def test_every_chart_is_valid_escaped_svg():
     title = "a <b> & \"c\" 'd'"
-    charts = [
-        plots.line_chart([plots.Series("s<1>", [1, 2, 3], x=[0, 1, 2]), plots.Series("s&2", [3, 2, 1], x=[0, 1, 2],
-                                                                                     dash=True, markers=True)],
-                         title=title, x_label="x & y", y_label="<y>"),
-        plots.bar_chart(["a", "<b>"], [1, 2], title=title),
-        plots.grouped_bars(["a", "b"], [plots.Series("one", [1, -2]), plots.Series("two", [0.5, 3])], title=title,
-                           hlines=[plots.HLine(0.8, "nominal & 80%")], value_labels=True),
-        plots.histogram([plots.Series("v", [0.1, 0.2, 0.2, 0.9])], bins=4, title=title, extra_counts=[5]),
+    drawn = [
+        charts.line_chart([svg.Series("s<1>", [1, 2, 3], x=[0, 1, 2]), svg.Series("s&2", [3, 2, 1], x=[0, 1, 2],
+                                                                                  dash=True, markers=True)],
+                          title=title, x_label="x & y", y_label="<y>"),
+        charts.bar_chart(["a", "<b>"], [1, 2], title=title),
+        charts.grouped_bars(["a", "b"], [svg.Series("one", [1, -2]), svg.Series("two", [0.5, 3])], title=title,
+                            hlines=[svg.HLine(0.8, "nominal & 80%")], value_labels=True),
+        charts.histogram([svg.Series("v", [0.1, 0.2, 0.2, 0.9])], bins=4, title=title, extra_counts=[5]),
     ]
-    for chart in charts:
+    for chart in drawn:
         root = _svg(chart)
         assert root.find("title").text == title
         assert title in _texts(root)
 
 
 def test_linear_ticks_and_ranges_are_round():
-    assert plots.Scale(0, 1).ticks() == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    assert plots.Scale(1, 1000, log=True).ticks() == [1.0, 10.0, 100.0, 1000.0]
-    assert plots.nice_range([0.13, 0.87]) == (0.0, 1.0)
-    assert plots.nice_range([3, 470], log=True) == (1.0, 1000.0)
-    assert plots.nice_range([-3, 5], include_zero=True)[0] <= -3
-    assert plots.fmt_number(25_000) == "25k" and plots.fmt_percent(0.8) == "80%"
+    assert svg.Scale(0, 1).ticks() == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert svg.Scale(1, 1000, log=True).ticks() == [1.0, 10.0, 100.0, 1000.0]
+    assert svg.nice_range([0.13, 0.87]) == (0.0, 1.0)
+    assert svg.nice_range([3, 470], log=True) == (1.0, 1000.0)
+    assert svg.nice_range([-3, 5], include_zero=True)[0] <= -3
+    assert svg.fmt_number(25_000) == "25k" and svg.fmt_percent(0.8) == "80%"
 
 
 def test_log_axis_rejects_non_positive_ranges_and_leaves_out_non_positive_values():
     with pytest.raises(ValueError, match="positive"):
-        plots.Scale(0, 10, log=True)
+        svg.Scale(0, 10, log=True)
     with pytest.raises(ValueError, match="positive"):
-        plots.line_chart([plots.Series("s", [1, 2], x=[0, 1])], title="t", y_log=True, y_range=(0, 10))
+        charts.line_chart([svg.Series("s", [1, 2], x=[0, 1])], title="t", y_log=True, y_range=(0, 10))
     with pytest.raises(ValueError, match="positive"):
-        plots.line_chart([plots.Series("s", [0, -1], x=[0, 1])], title="t", y_log=True)
+        charts.line_chart([svg.Series("s", [0, -1], x=[0, 1])], title="t", y_log=True)
     with pytest.raises(ValueError, match="positive"):
-        plots.nice_range([0.0, -2.0], log=True)
+        svg.nice_range([0.0, -2.0], log=True)
     # Two of five points cannot be placed: they are left out (the line breaks) and the chart says so.
-    root = _svg(plots.line_chart([plots.Series("s", [1, 0, 10, -5, 100], x=[1, 2, 3, 4, 5], markers=True)],
-                                 title="t", y_log=True))
+    root = _svg(charts.line_chart([svg.Series("s", [1, 0, 10, -5, 100], x=[1, 2, 3, 4, 5], markers=True)],
+                                  title="t", y_log=True))
     assert len(list(root.iter("circle"))) == 3
     assert any("2 values not positive" in t for t in _texts(root))
-    bars = _svg(plots.bar_chart(["a", "b", "c"], [10, 0, 1000], title="t", y_log=True))
+    bars = _svg(charts.bar_chart(["a", "b", "c"], [10, 0, 1000], title="t", y_log=True))
     assert len([r for r in bars.iter("rect") if r.find("title") is not None]) == 2
     assert any("1 value not positive" in t for t in _texts(bars))
 
 
 def test_bars_and_histograms_count_and_place_values():
     with pytest.raises(ValueError):
-        plots.grouped_bars(["a", "b"], [plots.Series("s", [1])], title="t")
-    root = _svg(plots.grouped_bars(["up", "down"], [plots.Series("s", [2, -2])], title="t"))
+        charts.grouped_bars(["a", "b"], [svg.Series("s", [1])], title="t")
+    root = _svg(charts.grouped_bars(["up", "down"], [svg.Series("s", [2, -2])], title="t"))
     up, down = [r for r in root.iter("rect") if r.find("title") is not None]
     # Both bars start at the zero line: one above it, one below it, the same height.
     assert float(up.get("y")) + float(up.get("height")) == pytest.approx(float(down.get("y")), abs=0.2)
     assert float(up.get("height")) == pytest.approx(float(down.get("height")), abs=0.2)
-    assert plots.histogram_counts([0, 0.5, 1, 1, 2, 3, math.nan], [0, 1, 2]) == [2, 3]
-    hist = _svg(plots.histogram([plots.Series("a", [1, 2, 2]), plots.Series("b", [3])], bins=[0, 1, 2, 3, 4],
-                                title="t", extra_counts=[7, 0], extra_label="= 0"))
+    assert charts.histogram_counts([0, 0.5, 1, 1, 2, 3, math.nan], [0, 1, 2]) == [2, 3]
+    hist = _svg(charts.histogram([svg.Series("a", [1, 2, 2]), svg.Series("b", [3])], bins=[0, 1, 2, 3, 4],
+                                 title="t", extra_counts=[7, 0], extra_label="= 0"))
     assert "= 0" in _texts(hist) and "7" in _texts(hist)
     with pytest.raises(ValueError):
-        plots.histogram([plots.Series("a", [1])], bins=[0, 0], title="t")
+        charts.histogram([svg.Series("a", [1])], bins=[0, 0], title="t")
