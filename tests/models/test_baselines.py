@@ -7,13 +7,13 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 import tf_keras as keras
-from toy_data import zero_inflated
+from toy_data import RQREG_PLAIN, zero_inflated
 
 from models import base, codebook, losses, registry
 from schemas import features
 
 BASELINES = ("ziln", "mse", "logmse", "twostage")
-CONFIG = {"embedding_dim": 4, "hidden_units": (16,), "lstm_units": 8, "regression_weight": 1.0}
+CONFIG = {"embedding_dim": 4, "hidden_units": (16,), "lstm_units": 8, **RQREG_PLAIN}
 
 
 def test_ziln_loss_matches_the_closed_form_on_hand_written_rows():
