@@ -15,6 +15,7 @@ from feast.types import Float64, Int64, String
 from schemas import features
 
 CDNOW_VIEW = "customer_history"
+CDNOW_SNAPSHOTS_VIEW = "customer_snapshots"
 SYNTHETIC_LTV_VIEW = "customer_profile"
 WATCH_TIME_USER_VIEW = "user_features"
 WATCH_TIME_ITEM_VIEW = "item_features"
@@ -66,6 +67,54 @@ def cdnow_objects(data_dir: str) -> List:
         tags={"dataset": "cdnow"},
     )
     service = FeatureService(name="cdnow_ltv_v1", features=[view], description="Features of the CDNOW LTV model.")
+    return [customer, source, view, service]
+
+
+def cdnow_snapshots_objects(data_dir: str) -> List:
+    """Feast objects of CDNOW scored at monthly cut-offs: what a daily feature job writes.
+
+    Args:
+      data_dir: folder that holds `customer_snapshots.parquet`.
+
+    Returns:
+      [customer entity, source, `customer_snapshots` feature view, `cdnow_snapshots_ltv_v1` feature service].
+    """
+    customer = _entity("customer", "customer_id", "CDNOW customer id (int64).")
+    source = _source(data_dir, CDNOW_SNAPSHOTS_VIEW)
+    windowed = []
+    for days in features.CDNOW_SNAPSHOT_WINDOWS_DAYS:
+        windowed += [
+            Field(name=f"spend_{days}d", dtype=Float64, description=f"Dollars spent in the last {days} days."),
+            Field(name=f"cds_{days}d", dtype=Int64, description=f"CDs bought in the last {days} days."),
+            Field(name=f"purchases_{days}d", dtype=Int64, description=f"Transactions in the last {days} days."),
+        ]
+    view = FeatureView(
+        name=CDNOW_SNAPSHOTS_VIEW,
+        entities=[customer],
+        ttl=timedelta(days=730),
+        schema=[
+            Field(name="customer_id", dtype=Int64, description="Customer id, the join key."),
+            Field(name="frequency", dtype=Int64, description="Repeat purchase days to date (purchase days - 1)."),
+            Field(name="recency_days", dtype=Int64, description="Days from the first to the last purchase day."),
+            Field(name="customer_age_days", dtype=Int64, description="Days since the first purchase day (T)."),
+            Field(name="days_since_last_purchase", dtype=Int64, description="Days since the last purchase day."),
+            Field(name="monetary_value", dtype=Float64,
+                  description="Mean spend of the repeat purchase days (0 without one)."),
+            Field(name="avg_order_value", dtype=Float64, description="Dollars per transaction to date."),
+            Field(name="first_order_value", dtype=Float64, description="Dollars spent on the first purchase day."),
+            Field(name="total_spend", dtype=Float64, description="Dollars spent to date (cumulative)."),
+            Field(name="total_cds", dtype=Int64, description="CDs bought to date (cumulative)."),
+            Field(name="num_purchases", dtype=Int64, description="Transactions to date (cumulative)."),
+            *windowed,
+            Field(name="cohort", dtype=String, description="Month of the first purchase, 'YYYY-MM'."),
+        ],
+        source=source,
+        description="One row per customer on each purchase day and each month end from the first purchase on, "
+                    "stamped at the end of that day (23:59:59 UTC) with the values at that time.",
+        tags={"dataset": "cdnow_snapshots"},
+    )
+    service = FeatureService(name="cdnow_snapshots_ltv_v1", features=[view],
+                             description="Features of the CDNOW LTV model scored at month ends.")
     return [customer, source, view, service]
 
 
@@ -153,6 +202,7 @@ def watch_time_objects(data_dir: str) -> List:
 
 OBJECTS: Dict[str, Callable[[str], List]] = {
     "cdnow": cdnow_objects,
+    "cdnow_snapshots": cdnow_snapshots_objects,
     "synthetic_ltv": synthetic_ltv_objects,
     "watch_time": watch_time_objects,
 }
