@@ -172,6 +172,21 @@ def test_snapshot_features_on_a_hand_written_log():
         cdnow_snapshots.features_as_of(days, np.array([1]), pd.Series([pd.Timestamp("1997-01-04")]))
 
 
+def test_snapshot_rfm_features_are_those_of_lifetimes_at_each_cutoff():
+    from lifetimes.utils import summary_data_from_transaction_data
+
+    transactions = cdnow.first_customers(cdnow.load_transactions(), 500)
+    days = cdnow_snapshots.daily_purchases(transactions)
+    for cutoff in cdnow_snapshots.CUTOFF_DAYS[::3]:
+        want = summary_data_from_transaction_data(
+            transactions, "customer_id", "date", monetary_value_col="dollar_value", observation_period_end=cutoff)
+        at = pd.Series([pd.Timestamp(cutoff)] * len(want))
+        got = cdnow_snapshots.features_as_of(days, want.index.to_numpy(), at)
+        for theirs, ours in (("frequency", "frequency"), ("recency", "recency_days"), ("T", "customer_age_days"),
+                             ("monetary_value", "monetary_value")):
+            np.testing.assert_allclose(got[ours].to_numpy(), want[theirs].to_numpy(), atol=1e-9, err_msg=ours)
+
+
 def test_snapshot_table_has_rows_on_purchase_days_and_every_month_end():
     transactions = _log([(3, "1997-03-31", 1, 7.0), (3, "1997-05-02", 1, 3.0), (3, "1998-06-30", 1, 1.0)])
     table = cdnow_snapshots.history_table(transactions)
