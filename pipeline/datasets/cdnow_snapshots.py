@@ -152,10 +152,6 @@ def features_as_of(days: pd.DataFrame, customer_ids: np.ndarray, dates: pd.Serie
     return pd.DataFrame(columns)
 
 
-def _month_ends(first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
-    return pd.date_range(first, last, freq="M")
-
-
 def history_table(transactions: pd.DataFrame) -> pd.DataFrame:
     """Builds the `customer_snapshots` feature table (see the module docstring).
 
@@ -168,7 +164,7 @@ def history_table(transactions: pd.DataFrame) -> pd.DataFrame:
     """
     days = daily_purchases(transactions)
     first = days.groupby("customer_id")["date"].min()
-    month_ends = _month_ends(first.min(), pd.Timestamp(LOG_END))
+    month_ends = pd.date_range(first.min(), LOG_END, freq="M")
     scoring = pd.DataFrame(
         {
             "customer_id": np.repeat(first.index.to_numpy(dtype="int64"), len(month_ends)),
