@@ -185,34 +185,34 @@ def _label_column(values: pd.Series):
 def to_examples(frame: pd.DataFrame, spec: IngestionSpec) -> List[tf.train.Example]:
     """Encodes retrieved rows as tf.Examples (see the module docstring for the encoding)."""
     label_values, label_numeric = _label_column(frame[spec.label])
+    labels = label_values.tolist()
     timestamps = frame[spec.timestamp_column].map(lambda t: int(t.timestamp())).tolist()
+    # Columns read once as Python lists and protos filled in place: per-cell pandas access and copying
+    # sub-messages into an Example cost more than the encoding itself.
+    entities = [(name, frame[name].tolist()) for name in spec.entity_columns]
+    numeric = [(name, frame[name].tolist()) for name in spec.numeric_features]
+    categorical = [(name, frame[name].tolist()) for name in spec.categorical_features]
     examples = []
     for i in range(len(frame)):
-        feature: Dict[str, tf.train.Feature] = {}
-        for column in spec.entity_columns:
-            feature[column] = _bytes(_entity_text(frame[column].iat[i]))
-        feature[spec.timestamp_column] = tf.train.Feature(int64_list=tf.train.Int64List(value=[timestamps[i]]))
-        label = label_values.iat[i]
+        example = tf.train.Example()
+        feature = example.features.feature
+        for name, values in entities:
+            feature[name].bytes_list.value.append(_entity_text(values[i]).encode())
+        feature[spec.timestamp_column].int64_list.value.append(timestamps[i])
+        label = labels[i]
         if not _is_missing(label):
-            feature[spec.label] = _float(float(label)) if label_numeric else _bytes(str(label))
-        for name in spec.numeric_features:
-            value = frame[name].iat[i]
-            if not _is_missing(value):
-                feature[name] = _float(float(value))
-        for name in spec.categorical_features:
-            value = frame[name].iat[i]
-            if not _is_missing(value):
-                feature[name] = _bytes(str(value))
-        examples.append(tf.train.Example(features=tf.train.Features(feature=feature)))
+            if label_numeric:
+                feature[spec.label].float_list.value.append(float(label))
+            else:
+                feature[spec.label].bytes_list.value.append(str(label).encode())
+        for name, values in numeric:
+            if not _is_missing(values[i]):
+                feature[name].float_list.value.append(float(values[i]))
+        for name, values in categorical:
+            if not _is_missing(values[i]):
+                feature[name].bytes_list.value.append(str(values[i]).encode())
+        examples.append(example)
     return examples
-
-
-def _float(value: float) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-
-
-def _bytes(value: str) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
 
 
 def split_of(entity_key: str, eval_fraction: float, validation_fraction: float = 0.0) -> str:

@@ -88,6 +88,23 @@ def test_write_examples_splits_by_entity_deterministically(ltv, tmp_path):
     assert ingest.split_of("42", 0.2, 0.1) == ingest.split_of("42", 0.2, 0.1)
 
 
+def test_every_snapshot_of_an_entity_lands_in_its_one_split(tmp_path):
+    data = datasets.prepare("cdnow_snapshots", str(tmp_path / "data"), rows=200)
+    spec = ingest.IngestionSpec.from_data_config(data)
+    frame = ingest.retrieve(spec)
+    assert frame.groupby("customer_id").size().eq(4).all()  # four cut-offs per customer
+    counts = ingest.write_examples(frame, spec, str(tmp_path / "examples"))
+    splits_of = {}
+    for split in ingest.SPLITS:
+        path = os.path.join(tmp_path, "examples", f"Split-{split}", "data_tfrecord-00000-of-00001.gz")
+        for record in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+            feature = tf.train.Example.FromString(record.numpy()).features.feature
+            splits_of.setdefault(feature["customer_id"].bytes_list.value[0], []).append(split)
+    assert len(splits_of) == 200 and sum(counts.values()) == 800
+    assert all(len(found) == 4 and len(set(found)) == 1 for found in splits_of.values())
+    assert all(count > 0 and count % 4 == 0 for count in counts.values())
+
+
 def test_missing_spine_column_names_the_column(ltv, tmp_path):
     spine = pd.read_parquet(ltv.spine).drop(columns=["label"])
     path = str(tmp_path / "spine.parquet")
