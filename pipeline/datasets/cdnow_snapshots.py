@@ -31,7 +31,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from pipeline.datasets import cdnow
+from pipeline.datasets.cdnow import end_of_day_utc, first_customers, load_transactions
 from schemas import features
 from schemas.feature_repo import definitions
 
@@ -130,7 +130,7 @@ def features_as_of(days: pd.DataFrame, customer_ids: np.ndarray, dates: pd.Serie
     repeat_days = purchase_days - 1
     columns = {
         "customer_id": customers,
-        features.EVENT_TIMESTAMP_KEY: cdnow.end_of_day_utc(pd.Series(pd.DatetimeIndex(dates))),
+        features.EVENT_TIMESTAMP_KEY: end_of_day_utc(pd.Series(pd.DatetimeIndex(dates))),
         "frequency": repeat_days,
         "recency_days": last_day - first_day,
         "customer_age_days": day - first_day,
@@ -210,7 +210,7 @@ def spine_table(transactions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "customer_id": customers,
-            features.TIMESTAMP_KEY: cdnow.end_of_day_utc(pd.Series(at)),
+            features.TIMESTAMP_KEY: end_of_day_utc(pd.Series(at)),
             features.LABEL_KEY: cents / 100,
         }
     )
@@ -228,5 +228,5 @@ def build(rows: Optional[int] = None, seed: int = 0) -> Tuple[Dict[str, pd.DataF
       ({feature view name: feature table}, spine).
     """
     del seed
-    transactions = cdnow.first_customers(cdnow.load_transactions(), rows)
+    transactions = first_customers(load_transactions(), rows)
     return {definitions.CDNOW_SNAPSHOTS_VIEW: history_table(transactions)}, spine_table(transactions)
