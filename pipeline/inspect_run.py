@@ -53,7 +53,7 @@ _STATES = {
 _DONE = ("executed", "cached")
 
 # Components in pipeline order (pipeline/pipeline.py); others follow in order of first execution.
-_COMPONENT_ORDER = ("FeatureStoreExampleGen", "StatisticsGen", "ImportSchemaGen", "SchemaGen",
+_COMPONENT_ORDER = ("FeatureStoreExampleGen", "StatisticsGen", "ImportSchemaGen", "SchemaGen", "LabelRules",
                     "ExampleValidator", "ValidationGate", "rolling_window_resolver", "analyzer_cache_resolver",
                     "warm_start_resolver", "Transform", "Trainer",
                     "latest_blessed_model_resolver", "Evaluator", "Pusher")
@@ -210,7 +210,7 @@ class _Store:
 
     def artifact(self, run: _Run, type_name: str, key: str, needed_by: str, component: str) -> Dict[str, Any]:
         """The run's artifact of this type and output key; an InspectError saying why when it has none."""
-        for record in self.artifacts(run):
+        for record in sorted(self.artifacts(run), key=lambda r: r["component"] != component):  # its own first
             if record["type"] == type_name and record["key"] == key:
                 return dict(record, path=self.local_path(record["uri"]))
         raise InspectError(_not_reached(run, component, needed_by, self.output_dir))
@@ -620,7 +620,7 @@ def _schema_view(store: _Store, run_ref: Optional[str]) -> tuple:
 
 
 def _schema_component(run: _Run) -> str:
-    return "SchemaGen" if run.step("SchemaGen") else "ImportSchemaGen"
+    return next((c for c in ("LabelRules", "SchemaGen") if run.step(c)), "ImportSchemaGen")
 
 
 def _schema_feature(feature, string_domains) -> Dict[str, Any]:
