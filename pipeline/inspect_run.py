@@ -250,8 +250,8 @@ def _value(proto_value) -> Any:
 
 
 # Properties worth showing, in order; `<split>_examples` counts follow.
-_PROPERTIES = ("span", "split_names", "blessed", "baseline_model_id", "pushed", "pushed_version",
-               "pushed_destination")
+_PROPERTIES = ("span", "split_names", "rows_without_features", "blessed", "baseline_model_id", "pushed",
+               "pushed_version", "pushed_destination")
 
 
 def _useful_properties(artifact) -> Dict[str, Any]:
