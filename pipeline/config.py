@@ -44,6 +44,11 @@ class DataConfig:
       span_origin: a date on which a span starts (the default, 1970-01-05, is a Monday, so
         7-day spans run Monday to Sunday). A span is numbered by its first day, as YYYYMMDD.
       window_spans: how many of the latest spans Transform and the Trainer see (with span_days > 0).
+      max_missing_feature_share: the largest share of a run's spine rows that may have no feature
+        row to read from some feature view (entity unknown to the store, feature rows only after
+        the prediction time, or all older than the view's TTL). Up to it such rows are kept, with
+        that view's features missing, and counted; beyond it the run stops and names the causes.
+        0 (the default): any such row stops the run.
     """
 
     feast_repo: str
@@ -60,6 +65,7 @@ class DataConfig:
     span_days: int = 0
     span_origin: str = "1970-01-05"
     window_spans: int = 4
+    max_missing_feature_share: float = 0.0
 
     def __post_init__(self):
         if not self.entity_columns:
@@ -90,6 +96,9 @@ class DataConfig:
             raise ConfigError(f"data.span_days: {self.span_days} must be 0 (no spans) or a number of days")
         if self.window_spans < 1:
             raise ConfigError(f"data.window_spans: {self.window_spans} must be at least 1")
+        if not 0.0 <= self.max_missing_feature_share <= 1.0:
+            raise ConfigError(f"data.max_missing_feature_share: {self.max_missing_feature_share} must lie "
+                              "between 0 and 1 (a share of the spine rows)")
         object.__setattr__(self, "span_origin", str(self.span_origin))  # YAML reads a bare date as a date
         try:
             datetime.date.fromisoformat(self.span_origin)

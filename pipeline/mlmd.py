@@ -210,7 +210,7 @@ class RunHistory:
 
     def artifact(self, run: Run, type_name: str, key: str, needed_by: str, component: str) -> Dict[str, Any]:
         """The run's artifact of this type and output key; a MetadataError saying why when it has none."""
-        for record in self.artifacts(run):
+        for record in sorted(self.artifacts(run), key=lambda r: r["component"] != component):  # its own first
             if record["type"] == type_name and record["key"] == key:
                 return dict(record, path=self.local_path(record["uri"]))
         raise MetadataError(_not_reached(run, component, needed_by, self.output_dir))
@@ -244,8 +244,8 @@ def property_value(proto_value) -> Any:
 
 
 # Properties worth showing, in order; `<split>_examples` counts follow.
-_PROPERTIES = ("span", "split_names", "blessed", "baseline_model_id", "pushed", "pushed_version",
-               "pushed_destination")
+_PROPERTIES = ("span", "split_names", "rows_without_features", "blessed", "baseline_model_id", "pushed",
+               "pushed_version", "pushed_destination")
 
 
 def _useful_properties(artifact) -> Dict[str, Any]:

@@ -89,7 +89,7 @@ def test_rerun_with_unchanged_inputs_executes_only_the_resolver(small_run, tmp_p
     assert os.listdir(cfg.serving_dir) == [os.path.basename(first.pushed_model)]
 
 
-def test_bad_labels_stop_the_run_at_validation_and_push_nothing(small_run, tmp_path):
+def test_bad_labels_stop_the_run_before_transform_and_push_nothing(small_run, tmp_path):
     cfg, _ = small_run
     spine = pd.read_parquet(cfg.data.spine)
     spine.loc[0, cfg.data.label] = -5.0

@@ -34,6 +34,8 @@ def test_load_resolves_paths_against_the_file_and_reads_sections(tmp_path):
     ({"span_days": -7}, "data.span_days"),
     ({"window_spans": 0}, "data.window_spans"),
     ({"span_origin": "monday"}, "data.span_origin"),
+    ({"max_missing_feature_share": -0.1}, "data.max_missing_feature_share"),
+    ({"max_missing_feature_share": 1.5}, "data.max_missing_feature_share"),
     ({"colour": "red"}, "colour"),
 ])
 def test_bad_data_section_names_the_field(change, field):

@@ -148,10 +148,11 @@ def test_errors_are_plain_and_exit_non_zero(small_run, tmp_path, capsys):
 def test_a_run_stopped_by_bad_data_shows_why(small_run, tmp_path, capsys):
     cfg, _ = small_run
     spine = pd.read_parquet(cfg.data.spine)
-    spine.loc[0, cfg.data.label] = -5.0
+    spine.loc[0, "customer_id"] = 99_999_999  # not in the store: kept without features, which the schema requires
     bad_spine = str(tmp_path / "spine.parquet")
     spine.to_parquet(bad_spine)
-    bad = config_lib.replace(cfg, data={"spine": bad_spine}, output_dir=str(tmp_path / "out"))
+    bad = config_lib.replace(cfg, data={"spine": bad_spine, "max_missing_feature_share": 0.01},
+                             output_dir=str(tmp_path / "out"))
     with pytest.raises(Exception):
         local_runner.run(bad, report=None)
 
@@ -159,7 +160,7 @@ def test_a_run_stopped_by_bad_data_shows_why(small_run, tmp_path, capsys):
     assert run["status"] == "failed" and run["failed_component"] == "ValidationGate"
     assert "Transform" not in {c["component"] for c in run["components"]}
     problems = _json(capsys, bad.output_dir, "anomalies")["anomalies"]
-    assert any("'label'" in p for p in problems)
+    assert any("'total_spend'" in p for p in problems)
     for view in ("metrics", "codebook"):
         code, out, err = _inspect(capsys, view, "--output-dir", bad.output_dir)
         assert code != 0 and not out
