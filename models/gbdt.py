@@ -16,7 +16,7 @@ served 80% interval, as for the other point models.
 """
 
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -25,7 +25,7 @@ from models import base, forest
 from schemas import features
 
 # model.gbdt_loss -> (YDF loss name, link from the forest's raw output to the mean).
-_LOSSES: Dict[str, Tuple[str, Callable[[tf.Tensor], tf.Tensor]]] = {
+LOSSES: Dict[str, Tuple[str, Callable[[tf.Tensor], tf.Tensor]]] = {
     "poisson": ("POISSON", tf.exp),
     "squared_error": ("SQUARED_ERROR", lambda raw: raw),
 }
@@ -37,12 +37,12 @@ class GBDTModel(base.ValueModel):
 
     trains_itself = True
 
-    def __init__(self, context: base.TrainContext, categorical_keys=(), loss: str = "poisson",
-                 max_trees: int = 1000, max_depths=(4, 6), shrinkages=(0.1,), min_examples=(5,), seed: int = 0,
+    def __init__(self, context: base.TrainContext, categorical_keys: Sequence[str], loss: str, max_trees: int,
+                 max_depths: Sequence[int], shrinkages: Sequence[float], min_examples: Sequence[int], seed: int,
                  **kwargs):
         super().__init__(context, **kwargs)
-        if loss not in _LOSSES:
-            raise ValueError(f"model.gbdt_loss: {loss!r} is not one of {tuple(_LOSSES)}")
+        if loss not in LOSSES:
+            raise ValueError(f"model.gbdt_loss: {loss!r} is not one of {tuple(LOSSES)}")
         self.numeric_keys = tuple(context.numeric_keys)
         self.categorical_keys = tuple(categorical_keys)
         self.loss_name = loss
@@ -57,7 +57,7 @@ class GBDTModel(base.ValueModel):
 
     @classmethod
     def from_config_and_context(cls, config: Mapping, context: base.TrainContext):
-        return cls(context, categorical_keys=config.get("categorical_features", ()), loss=config["gbdt_loss"],
+        return cls(context, categorical_keys=config["categorical_features"], loss=config["gbdt_loss"],
                    max_trees=config["gbdt_max_trees"], max_depths=config["gbdt_max_depths"],
                    shrinkages=config["gbdt_shrinkages"], min_examples=config["gbdt_min_examples"],
                    seed=config["seed"])
@@ -78,7 +78,7 @@ class GBDTModel(base.ValueModel):
         if self.forest is None:
             raise ValueError("gbdt: the forest is not trained yet (fit_on_rows)")
         raw = forest.raw_output(self.forest, forest.feature_matrix(inputs, self.columns))
-        return _LOSSES[self.loss_name][1](raw)
+        return LOSSES[self.loss_name][1](raw)
 
     def serving_outputs(self, inputs):
         return base.point_outputs(self.call(inputs))
@@ -104,7 +104,7 @@ class GBDTModel(base.ValueModel):
         for setting in self.grid:
             started = time.perf_counter()
             learner = ydf.GradientBoostedTreesLearner(
-                label=_LABEL, task=ydf.Task.REGRESSION, loss=_LOSSES[self.loss_name][0], features=semantics,
+                label=_LABEL, task=ydf.Task.REGRESSION, loss=LOSSES[self.loss_name][0], features=semantics,
                 include_all_columns=False, num_trees=self.max_trees, early_stopping="LOSS_INCREASE",
                 random_seed=self.seed, **setting)
             model = learner.train(train_rows, valid=valid_rows, verbose=0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import base, calibration, registry
+from models import base, calibration, choices, gbdt, registry
 from schemas import features
 from toy_data import zero_inflated
 
@@ -46,6 +46,10 @@ def test_trees_learn_the_mean_and_serve_calibrated_outputs(loss):
     assert np.corrcoef(outputs["prediction"], test_y)[0, 1] > 0.6
     coverage = calibration.coverage(test_y, outputs["lower"], outputs["upper"])
     assert 0.7 <= coverage <= 0.9
+
+
+def test_every_configurable_loss_is_known_to_the_kind():
+    assert set(gbdt.LOSSES) == set(choices.GBDT_LOSSES)
 
 
 def test_gbdt_says_it_trains_itself_and_refuses_the_keras_loop():
