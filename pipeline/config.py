@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 import yaml
 
-from models.choices import DECODINGS, LABEL_TRANSFORMS, MODEL_KINDS, RNC_REPRESENTATIONS
+from models.choices import DECODINGS, GBDT_LOSSES, LABEL_TRANSFORMS, MODEL_KINDS, RNC_REPRESENTATIONS
 
 
 class ConfigError(ValueError):
@@ -139,6 +139,11 @@ class ModelConfig:
     gr_mixup_probability: float = 0.5
     gr_regression_weight: float = 1.0  # GR's Huber term on the windowed soft-argmax value
     gr_first_tokens: int = 16  # GR serving: average the paths of this many likeliest first tokens (1: greedy)
+    gbdt_loss: str = "poisson"  # gbdt: poisson | squared_error, on the label in label units (models/gbdt.py)
+    gbdt_max_trees: int = 1000  # gbdt: most trees per forest; each stops early on the valid split
+    gbdt_max_depths: Tuple[int, ...] = (4, 6)  # gbdt: the grid searched on the valid split ...
+    gbdt_shrinkages: Tuple[float, ...] = (0.05, 0.1)
+    gbdt_min_examples: Tuple[int, ...] = (5, 40)  # ... (fewest training rows per leaf)
     learning_rate: float = 3e-3
     batch_size: int = 256
     train_steps: int = 2000
@@ -161,12 +166,18 @@ class ModelConfig:
         if self.rnc_representation not in RNC_REPRESENTATIONS:
             raise ConfigError(f"model.rnc_representation: {self.rnc_representation!r} is not one of "
                               f"{', '.join(RNC_REPRESENTATIONS)}")
+        if self.gbdt_loss not in GBDT_LOSSES:
+            raise ConfigError(f"model.gbdt_loss: {self.gbdt_loss!r} is not one of {', '.join(GBDT_LOSSES)}")
+        for field in ("gbdt_max_depths", "gbdt_shrinkages", "gbdt_min_examples"):
+            values = getattr(self, field)
+            if not values or any(v <= 0 for v in values):
+                raise ConfigError(f"model.{field}: {values} needs one or more positive values")
         if self.code_smoothing < 0:
             raise ConfigError(f"model.code_smoothing: {self.code_smoothing} must be >= 0")
         if self.value_buckets < 2:
             raise ConfigError(f"model.value_buckets: {self.value_buckets} must be at least 2")
         for field in ("train_steps", "eval_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every",
-                      "patience", "beam_width", "gr_first_tokens", "interval_groups"):
+                      "patience", "beam_width", "gr_first_tokens", "interval_groups", "gbdt_max_trees"):
             if getattr(self, field) < 1:
                 raise ConfigError(f"model.{field}: must be a positive integer")
 

@@ -47,6 +47,9 @@ def test_bad_data_section_names_the_field(change, field):
     ({"label_transform": "sqrt"}, "model.label_transform"),
     ({"codebook_sizes": [1]}, "model.codebook_sizes"),
     ({"train_steps": 0}, "model.train_steps"),
+    ({"gbdt_loss": "tweedie"}, "model.gbdt_loss"),
+    ({"gbdt_max_depths": []}, "model.gbdt_max_depths"),
+    ({"gbdt_shrinkages": [0.1, -0.1]}, "model.gbdt_shrinkages"),
 ])
 def test_bad_model_section_names_the_field(model, field):
     with pytest.raises(config.ConfigError, match=field):
