@@ -6,7 +6,7 @@
 validation loss (best weights restored, a patience, a step budget); then, as the Trainer does, the
 interval offsets by `models.calibration.calibrate_model` on the validation slice. Evaluation on the
 eval split with `model.predict_outputs` and `models.metrics`; serving time through
-`models.trainer._serving_signatures(...)["serving_default"]` on serialized raw examples.
+`models.serving.signatures(...)["serving_default"]` on serialized raw examples.
 """
 
 import dataclasses
@@ -172,9 +172,9 @@ def serving_time(model, prepared: Prepared, config: Mapping[str, Any], budget: B
     """(median ms per 1,000 examples of the serving signature, its outputs on the timed batch)."""
     import tensorflow as tf
 
-    from models import trainer
+    from models import serving
 
-    serve = trainer._serving_signatures(model, prepared.tft_output, config)["serving_default"]
+    serve = serving.signatures(model, prepared.tft_output, config)["serving_default"]
     pool = prepared.serialized["eval"]
     n = min(budget.serving_batch, len(pool))
     batch = tf.constant(pool[:n])
