@@ -13,11 +13,11 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import metadata_io
 
-from models import base, preprocessing, registry, serving, trainer
+from models import base, preprocessing, registry, serving, serving_cost, trainer
 from pipeline.config import ModelConfig
 from schemas import features
 
-SIZES = (6, 4, 3)
+SIZES = (4, 3)
 DATA = {"numeric_features": ["x", "y"], "categorical_features": ["c"], "label": "label"}
 FEATURE_SPEC = {"x": tf.io.VarLenFeature(tf.float32), "y": tf.io.VarLenFeature(tf.float32),
                 "c": tf.io.VarLenFeature(tf.string), "label": tf.io.FixedLenFeature([1], tf.float32)}
@@ -142,12 +142,18 @@ def test_scoring_in_chunks_equals_scoring_at_once(kind, transform_output):
 
 
 @pytest.fixture(scope="module")
-def saved_rqreg(transform_output, tmp_path_factory):
-    """An RQ-Reg model saved with chunks of 4 rows and loaded back, as the Pusher and TF Serving see it."""
+def saved_rqreg_path(transform_output, tmp_path_factory):
+    """An RQ-Reg model saved with chunks of 4 rows, as the Trainer exports it."""
     model, signatures = _signatures("rqreg", transform_output, serving_chunk_rows=4)
     path = str(tmp_path_factory.mktemp("saved"))
     tf.saved_model.save(model, path, signatures=signatures)
-    return tf.saved_model.load(path).signatures
+    return path
+
+
+@pytest.fixture(scope="module")
+def saved_rqreg(saved_rqreg_path):
+    """The saved RQ-Reg model's signatures, loaded back as the Pusher and TF Serving see them."""
+    return tf.saved_model.load(saved_rqreg_path).signatures
 
 
 def test_a_saved_model_scores_in_chunks_and_keeps_bad_values_in_their_row(saved_rqreg):
@@ -177,3 +183,12 @@ def test_two_values_in_one_feature_raise_an_error_naming_the_row_and_the_feature
     rows = GOOD[:5] + [dict(GOOD[0], y=[1.0, 2.0])]
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"examples\[5\]: feature y holds more than one value"):
         _serve(saved_rqreg["serving_default"], rows)
+
+
+def test_serving_cost_scores_a_batch_of_the_given_examples(saved_rqreg_path, tmp_path):
+    path = str(tmp_path / "examples.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for row in GOOD:
+            writer.write(_example(row))
+    result = serving_cost.measure_here(saved_rqreg_path, str(tmp_path / "*.tfrecord"), rows=10)
+    assert result["rows"] == 10 and result["seconds"] > 0 and result["extra_mb"] >= 0
