@@ -59,7 +59,7 @@ def check_examples(serialized: tf.Tensor, spec: Mapping[str, Any], chunk_rows: i
             parsed = tf.io.parse_example(serialized[start:start + length], spec)
             parsed = tf.nest.flatten(parsed, expand_composites=True)
             # A data dependency: the dataset's map function drops ops reached by control edges only.
-            return start + 0 * tf.add_n([tf.size(value, out_type=tf.int64) for value in parsed])
+            return start + 0 * tf.add_n([tf.size(value, out_type=tf.int64) for value in parsed] + [start])
 
         dataset = tf.data.Dataset.from_tensor_slices(starts).map(parse).ignore_errors()
         return dataset.reduce(tf.zeros([0], tf.int64), lambda kept, start: tf.concat([kept, [start]], 0))
@@ -124,7 +124,7 @@ def in_chunks(score: Callable[[tf.Tensor, tf.Tensor], Dict[str, tf.Tensor]], ser
 
 def _concat(array: tf.TensorArray, like: tf.Tensor) -> tf.Tensor:
     """The rows of every chunk; an empty [0, ...] tensor for an empty batch."""
-    empty = tf.zeros([0] + like.shape[1:].as_list(), like.dtype)
+    empty = tf.zeros([0] + [size or 0 for size in like.shape[1:].as_list()], like.dtype)
     return tf.cond(array.size() > 0, array.concat, lambda: empty)
 
 

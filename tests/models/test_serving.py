@@ -125,6 +125,8 @@ def test_every_row_scores_the_same_alone_as_among_bad_rows(kind_signatures):
             np.testing.assert_allclose(value[i], alone[key][0], rtol=1e-5, atol=1e-6, err_msg=f"row {i} {key}")
     for key in base.SERVING_KEYS:
         assert np.all(np.isfinite(together[key])), key
+    empty = serve(tf.constant([], tf.string))
+    assert {key: value.shape[0] for key, value in empty.items()} == {key: 0 for key in together}
 
 
 @pytest.mark.parametrize("kind", ["rqreg", "mse"])
