@@ -75,6 +75,24 @@ def test_pushed_model_scores_raw_examples_without_label(small_run):
     assert np.corrcoef(spend, prediction)[0, 1] > 0
 
 
+def test_pushed_model_scores_nan_as_missing_and_names_an_unreadable_row(small_run):
+    _, result = small_run
+    serve = tf.saved_model.load(result.pushed_model).signatures["serving_default"]
+    row = tf.train.Example(features=tf.train.Features(feature={
+        "total_spend": tf.train.Feature(float_list=tf.train.FloatList(value=[12.5])),
+        "first_purchase_weekday": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"Mon"]))}))
+    nan, missing = tf.train.Example(), tf.train.Example()
+    nan.CopyFrom(row)
+    nan.features.feature["total_spend"].float_list.value[:] = [float("nan")]
+    missing.CopyFrom(row)
+    del missing.features.feature["total_spend"]
+    batch = [e.SerializeToString() for e in (row, nan, missing)]
+    prediction = serve(examples=tf.constant(batch))["prediction"].numpy()
+    assert np.isfinite(prediction).all() and prediction[1] == prediction[2]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"examples\[1\] cannot be read"):
+        serve(examples=tf.constant([batch[0], b"\xff\xfe not an example"]))
+
+
 def test_rerun_with_unchanged_inputs_executes_only_the_resolver(small_run, tmp_path):
     cfg = config_lib.replace(small_run[0], output_dir=str(tmp_path / "out"))
     first = local_runner.run(cfg, report=None)
