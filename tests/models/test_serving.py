@@ -21,7 +21,8 @@ DATA = {"numeric_features": ["x", "y"], "categorical_features": ["c"], "label": 
 FEATURE_SPEC = {"x": tf.io.VarLenFeature(tf.float32), "y": tf.io.VarLenFeature(tf.float32),
                 "c": tf.io.VarLenFeature(tf.string), "label": tf.io.FixedLenFeature([1], tf.float32)}
 SMALL = dict(codebook_sizes=SIZES, embedding_dim=4, hidden_units=(16,), lstm_units=8, duration_feature="x",
-             duration_groups=3, gr_first_tokens=2, interval_groups=1)
+             duration_groups=3, gr_first_tokens=2, interval_groups=1, gbdt_max_trees=10,
+             gbdt_max_depths=(3,), gbdt_shrinkages=(0.1,), gbdt_min_examples=(5,))
 
 
 def _rows(n=300, seed=0):
@@ -57,7 +58,8 @@ class _Data:
 
 
 def _signatures(kind, tft_output, **settings):
-    """An untrained model of `kind` (seeded) and its serving signatures."""
+    """An untrained model of `kind` (seeded; a kind that trains itself, trees, fitted on the rows) and its
+    serving signatures."""
     tf.keras.utils.set_random_seed(0)
     config = trainer.trainer_config(_Data(), ModelConfig(kind=kind, **{**SMALL, **settings}))
     rows = _rows()
@@ -69,6 +71,9 @@ def _signatures(kind, tft_output, **settings):
         codebook_levels=tuple(trainer.read_codebook(tft_output, len(SIZES))),
         train_features={key: value.numpy() for key, value in transformed.items()})
     model = trainer.build_model(config, context)
+    if model.trains_itself:
+        rows = ({key: value.numpy() for key, value in transformed.items()}, context.train_labels)
+        model.fit_on_rows(rows, rows, log=None)
     model(transformed)
     return model, serving.signatures(model, tft_output, config)
 
