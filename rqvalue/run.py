@@ -94,6 +94,8 @@ def compile_main(args: argparse.Namespace) -> int:
 def run_main(args: argparse.Namespace) -> int:
     """Runs `rqvalue run`. The output folder stays locked from before an embedded data set is prepared
     there until the run ends (`pipeline.output_lock`): a second run on it exits at once."""
+    if args.config:
+        config_lib.load(args.config)  # a wrong config stops the run before the output folder is made
     with output_lock.hold(preflight.output_dir(os.path.abspath(args.output_dir))):
         return _run_locked(args)
 

@@ -138,3 +138,9 @@ def test_wrong_data_paths_are_one_line_before_anything_runs(tmp_path, capsys, da
     assert cli.main(["run", "--config", _config(tmp_path, **data), "--output-dir", str(tmp_path / "runs")]) == 2
     assert _one_line(capsys) == "rqvalue: " + message.format(tmp=tmp_path)
     assert not os.path.exists(tmp_path / "runs" / "metadata.sqlite")
+
+
+def test_a_wrong_config_leaves_the_output_folder_alone(tmp_path, capsys):
+    assert cli.main(["run", "--config", str(tmp_path / "missing.yaml"), "--output-dir", str(tmp_path / "runs")]) == 2
+    assert "missing.yaml' does not exist" in _one_line(capsys)
+    assert not os.path.exists(tmp_path / "runs")
