@@ -3,7 +3,8 @@
 The one reader of a run's record that everything else uses: `rqvalue run`'s summary, `inspect`,
 `report` and the tests. An output folder holds `metadata.sqlite` and `pipeline_root/`; in it:
   - `RunHistory`: every run (a `pipeline_run` context) with its component executions in order,
-    and the artifacts each run produced or used;
+    and the artifacts each run produced or used; a run whose executions never finished is
+    "interrupted" once a later run exists or no process holds the output folder's lock;
   - `evaluated_run`: where a run's evaluation and the inputs of its Evaluator are (`RunInfo`);
   - `latest_result`: the latest evaluation, blessing and push (`RunResult`);
   - `load_metrics` and `failed_thresholds`: what TFMA wrote for an evaluation.
@@ -22,6 +23,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import output_lock
+
 METADATA_FILE = "metadata.sqlite"
 PIPELINE_ROOT = "pipeline_root"
 OVERALL = "overall"
@@ -39,6 +42,9 @@ STATES = {
     _Execution.RUNNING: "running",
 }
 _DONE = (_Execution.COMPLETE, _Execution.CACHED)
+# An execution left NEW or RUNNING by a run that is no longer going (killed: SIGKILL, out of memory,
+# power loss); such a run's status too.
+INTERRUPTED = "interrupted"
 
 
 class MetadataError(Exception):
@@ -89,10 +95,13 @@ class Run:
 
     @property
     def failed(self) -> Optional[Step]:
-        return next((s for s in self.steps if s.state in ("failed", "canceled")), None)
+        """The step that failed, was canceled, or was interrupted (the run killed while it ran)."""
+        return next((s for s in self.steps if s.state in ("failed", "canceled", INTERRUPTED)), None)
 
     @property
     def status(self) -> str:
+        if any(s.state == INTERRUPTED for s in self.steps):
+            return INTERRUPTED
         if self.failed:
             return "failed"
         if not self.steps or any(s.state == "running" for s in self.steps):
@@ -104,11 +113,20 @@ class Run:
 
 
 class RunHistory:
-    """The runs of one output folder, read from its ML Metadata store."""
+    """The runs of one output folder, read from its ML Metadata store.
 
-    def __init__(self, output_dir: str, shown_runs: int = 10):
+    Args:
+      output_dir: the output folder.
+      shown_runs: how many runs an error message lists.
+      run_going: whether a run may be going on in the folder now; None asks the folder's lock
+        (`pipeline.output_lock`). Unfinished executions of the latest run show as running while a
+        run may be going, else as interrupted; those of an earlier run always as interrupted.
+    """
+
+    def __init__(self, output_dir: str, shown_runs: int = 10, run_going: Optional[bool] = None):
         self.output_dir = output_dir
         self._shown = shown_runs
+        self._run_going = run_going
         path = os.path.join(output_dir, METADATA_FILE)
         if not os.path.isfile(path):
             raise MetadataError(f"no runs under {output_dir}: run `rqvalue run --output-dir {output_dir}` first")
@@ -142,7 +160,18 @@ class RunHistory:
                      for e in executions]
             pipeline = self.components.get(executions[0].id, ("", ""))[0] if executions else ""
             runs.append(Run(short_id, context.name, pipeline, context.create_time_since_epoch, steps))
+        for run in runs:
+            if any(s.state == "running" for s in run.steps) and not self._may_be_going(run, runs[-1]):
+                for step in run.steps:
+                    step.state = INTERRUPTED if step.state == "running" else step.state
         return runs
+
+    def _may_be_going(self, run: Run, latest: Run) -> bool:
+        if run is not latest:
+            return False  # runs on one output folder take turns (its lock): a later run means this one ended
+        if self._run_going is None:
+            self._run_going = output_lock.held(self.output_dir)
+        return self._run_going
 
     def run(self, ref: Optional[str]) -> Run:
         """The run with this short id or full name; the latest when ref is None."""
@@ -265,6 +294,9 @@ def _useful_properties(artifact) -> Dict[str, Any]:
 
 def _not_reached(run: Run, component: str, needed_by: str, output_dir: str) -> str:
     """Why a run has no output of `component`, and what to do."""
+    if run.status == INTERRUPTED:
+        return (f"{run.label} was interrupted at {run.failed.component} (stopped before it finished), so there are "
+                f"no {needed_by}: run `rqvalue run --output-dir {output_dir}` again")
     failed = run.failed
     if failed and failed.component == component:
         return (f"{run.label} failed at {component}, so there are no {needed_by}: fix the error that "

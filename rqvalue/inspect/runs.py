@@ -20,7 +20,7 @@ _COMPONENT_ORDER = ("FeatureStoreExampleGen", "StatisticsGen", "ImportSchemaGen"
 def runs_view(store: mlmd.RunHistory, run_ref: Optional[str]) -> tuple:
     del run_ref
     data = {"output_dir": store.output_dir, "runs": [_run_record(r) for r in store.runs]}
-    summary = Section(headers=["run", "name", "pipeline", "seconds", "status", "executed", "cached", "failed at"])
+    summary = Section(headers=["run", "name", "pipeline", "seconds", "status", "executed", "cached", "stopped at"])
     for run in data["runs"]:
         states = [c["state"] for c in run["components"]]
         summary.rows.append([str(run["id"]), run["name"], run["pipeline"], f"{run['duration_s']:.0f}",
@@ -31,10 +31,14 @@ def runs_view(store: mlmd.RunHistory, run_ref: Optional[str]) -> tuple:
                      headers=["component"] + [str(r.short_id) for r in shown])
     for component in _component_order(shown):
         cells = [(r.step(component).state if r.step(component) else "-") for r in shown]
-        matrix.rows.append([component] + [c.upper() if c in ("failed", "canceled") else c for c in cells])
+        matrix.rows.append([component] + [c.upper() if c in ("failed", "canceled", mlmd.INTERRUPTED) else c
+                                          for c in cells])
     if len(store.runs) > len(shown):
         matrix.notes.append(f"(the last {len(shown)} runs; --json lists every run)")
     latest = store.runs[-1].short_id
+    if any(r["status"] == mlmd.INTERRUPTED for r in data["runs"]):
+        summary.notes.append("interrupted: the run stopped while a component ran (killed, out of memory, power "
+                             "loss); what it finished is reused by the next run, what it left unfinished is not")
     summary.notes.append(f"RUN for the other views: a run id or name; default the latest (run {latest})")
     return data, [summary, matrix]
 
