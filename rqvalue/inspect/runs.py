@@ -3,7 +3,7 @@
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-from pipeline import mlmd
+from pipeline import mlmd, tfma_results
 from rqvalue.console import BUCKET_NOTE, METRIC_COLUMNS, metric_cells
 from rqvalue.inspect.sections import Section, cell, iso_time, relative_uri, run_header, run_title
 
@@ -98,10 +98,10 @@ def metrics_view(store: mlmd.RunHistory, run_ref: Optional[str]) -> tuple:
     evaluation = store.artifact(run, "ModelEvaluation", "evaluation", "metrics", "Evaluator")
     blessing = store.artifact(run, "ModelBlessing", "blessing", "metrics", "Evaluator")
     baseline = next((a for a in store.artifacts(run) if "Evaluator.baseline_model" in a["used_by"]), None)
-    candidate = mlmd.load_metrics(evaluation["path"], model_name="candidate")
-    base = mlmd.load_metrics(evaluation["path"], model_name="baseline") if baseline else {}
+    candidate = tfma_results.load_metrics(evaluation["path"], model_name="candidate")
+    base = tfma_results.load_metrics(evaluation["path"], model_name="baseline") if baseline else {}
     slices = [{"slice": name, "candidate": candidate[name], "baseline": base.get(name)}
-              for name in sorted(candidate, key=mlmd.slice_order)]
+              for name in sorted(candidate, key=tfma_results.slice_order)]
     pushed = next((a["properties"] for a in store.artifacts(run) if a["type"] == "PushedModel"), {})
     data = {
         "run": run_header(run),
@@ -111,7 +111,7 @@ def metrics_view(store: mlmd.RunHistory, run_ref: Optional[str]) -> tuple:
         "baseline_model_uri": baseline["uri"] if baseline else None,
         "baseline_from_run": baseline["produced_in_run"] if baseline else None,
         "slices": slices,
-        "failed_thresholds": mlmd.failed_thresholds(evaluation["path"]),
+        "failed_thresholds": tfma_results.failed_thresholds(evaluation["path"]),
     }
     return data, _metrics_sections(run, data)
 

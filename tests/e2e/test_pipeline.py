@@ -11,7 +11,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import feature_store_example_gen as ingest
 from pipeline import config as config_lib
-from pipeline import local_runner, mlmd
+from pipeline import local_runner, tfma_results
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ def test_run_pushes_a_blessed_model_with_metrics_per_value_bucket(small_run):
     assert result.blessed is True
     assert result.pushed_model and os.path.dirname(result.pushed_model) == cfg.serving_dir
     assert os.path.exists(os.path.join(result.pushed_model, "saved_model.pb"))
-    overall = result.metrics[mlmd.OVERALL]
+    overall = result.metrics[tfma_results.OVERALL]
     buckets = {k: v for k, v in result.metrics.items() if k.startswith("value_bucket=")}
     assert "value_bucket=0" in buckets and len(buckets) >= 3
     assert sum(v["example_count"] for v in buckets.values()) == overall["example_count"]
