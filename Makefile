@@ -8,7 +8,7 @@ export TF_USE_LEGACY_KERAS := 1
 export FEAST_USAGE := False
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: run test bench env clean image-gpu
+.PHONY: run test lint bench env clean image-gpu
 
 $(BIN)/rqvalue: requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || (echo "Python 3.10 is required (TFX 1.16 supports Python < 3.11); set PYTHON=/path/to/python3.10" && exit 1)
@@ -24,8 +24,12 @@ env: $(BIN)/rqvalue
 run: env
 	$(BIN)/rqvalue run $(ARGS)
 
-test: env
+# Lint first (pyflakes and import order, pyproject.toml [tool.ruff]), then the suite.
+test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: env
+	$(BIN)/ruff check .
 
 # Every model on every embedded data set, 3 seeds: writes benchmarks/RESULTS.md and results.json.
 bench: env

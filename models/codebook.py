@@ -10,8 +10,8 @@ t <= 0 takes it, and a zero-coded target decodes to exactly 0 whatever the finer
 other level-1 centroids are fitted on the positive targets only, and finer levels on the
 residuals of positive targets only, so a mass of zeros does not pull centroids towards 0.
 
-Everything here is plain numpy; the TensorFlow twin of `encode` lives in `models.codebook_tf`
-and must agree with it (tested).
+Everything here is plain numpy; the TensorFlow twin of `encode`, which Transform runs, is
+`models.codebook_analyzer.rq_codes`, and the two must agree (tested).
 """
 
 from typing import List, Sequence, Tuple
@@ -19,11 +19,6 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 ZERO_CODE = 0
-
-
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    cum = np.cumsum(weights)
-    return float(values[np.searchsorted(cum, 0.5 * cum[-1])])
 
 
 def _kmeans_pp_init(values: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

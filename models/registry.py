@@ -2,7 +2,7 @@
 
 from typing import Callable, Dict, Mapping
 
-from models import base, baselines, d2q, gr, rqreg
+from models import base, baselines, d2q, gbdt, gr, rqreg
 
 Builder = Callable[[Mapping, base.TrainContext], base.ValueModel]
 
@@ -14,6 +14,7 @@ BUILDERS: Dict[str, Builder] = {
     "twostage": baselines.TwoStageModel.from_config_and_context,
     "gr": gr.GRModel.from_config_and_context,
     "d2q": d2q.D2QModel.from_config_and_context,
+    "gbdt": gbdt.GBDTModel.from_config_and_context,
 }
 KINDS = tuple(BUILDERS)
 
@@ -23,3 +24,10 @@ def build(kind: str, config: Mapping, context: base.TrainContext) -> base.ValueM
     if kind not in BUILDERS:
         raise ValueError(f"model.kind: {kind!r} is not one of {KINDS}")
     return BUILDERS[kind](config, context)
+
+
+def trains_itself(kind: str) -> bool:
+    """Whether `kind` trains outside Keras's fit loop (`fit_on_rows`, trees), so takes no Keras dtype policy."""
+    if kind not in BUILDERS:
+        raise ValueError(f"model.kind: {kind!r} is not one of {KINDS}")
+    return bool(getattr(BUILDERS[kind].__self__, "trains_itself", False))

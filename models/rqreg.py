@@ -32,8 +32,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import base, codebook, label_transform, rnc
-from models.layers import output_head
 from models.choices import DECODINGS, RNC_REPRESENTATIONS
+from models.layers import output_head
 from schemas import features
 
 

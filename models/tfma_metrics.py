@@ -20,70 +20,49 @@ _SAMPLE_SEED = 0
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
 
-class NormalizedGini(metric_types.Metric):
+class _SampledMetric(metric_types.Metric):
+    """A numpy metric of (labels, predictions) per slice, on at most `max_sample_size` rows.
+
+    Subclasses name the metric (`default_name`) and its numpy function (`metric_fn`).
+    """
+
+    default_name = ""
+    metric_fn: MetricFn
+
+    def __init__(self, name: Optional[str] = None, max_sample_size: int = DEFAULT_MAX_SAMPLE_SIZE):
+        """Initializes the metric.
+
+        Args:
+            name: Metric name (default: the subclass's `default_name`).
+            max_sample_size: Most (label, prediction) rows kept per slice; beyond
+                that a seeded uniform sample of this size is used.
+        """
+        super().__init__(
+            _sampled_metric_computations(type(self).metric_fn),
+            name=name or self.default_name,
+            max_sample_size=max_sample_size,
+        )
+
+
+class NormalizedGini(_SampledMetric):
     """Normalized Gini of the gain curve (models.metrics.normalized_gini)."""
 
-    def __init__(
-        self,
-        name: str = NORMALIZED_GINI_NAME,
-        max_sample_size: int = DEFAULT_MAX_SAMPLE_SIZE,
-    ):
-        """Initializes the metric.
-
-        Args:
-            name: Metric name.
-            max_sample_size: Most (label, prediction) rows kept per slice; beyond
-                that a seeded uniform sample of this size is used.
-        """
-        super().__init__(
-            _sampled_metric_computations(metrics.normalized_gini),
-            name=name,
-            max_sample_size=max_sample_size,
-        )
+    default_name = NORMALIZED_GINI_NAME
+    metric_fn = staticmethod(metrics.normalized_gini)
 
 
-class Spearman(metric_types.Metric):
+class Spearman(_SampledMetric):
     """Spearman rank correlation (models.metrics.spearman)."""
 
-    def __init__(
-        self,
-        name: str = SPEARMAN_NAME,
-        max_sample_size: int = DEFAULT_MAX_SAMPLE_SIZE,
-    ):
-        """Initializes the metric.
-
-        Args:
-            name: Metric name.
-            max_sample_size: Most (label, prediction) rows kept per slice; beyond
-                that a seeded uniform sample of this size is used.
-        """
-        super().__init__(
-            _sampled_metric_computations(metrics.spearman),
-            name=name,
-            max_sample_size=max_sample_size,
-        )
+    default_name = SPEARMAN_NAME
+    metric_fn = staticmethod(metrics.spearman)
 
 
-class XAUC(metric_types.Metric):
+class XAUC(_SampledMetric):
     """Fraction of concordant pairs (models.metrics.xauc)."""
 
-    def __init__(
-        self,
-        name: str = XAUC_NAME,
-        max_sample_size: int = DEFAULT_MAX_SAMPLE_SIZE,
-    ):
-        """Initializes the metric.
-
-        Args:
-            name: Metric name.
-            max_sample_size: Most (label, prediction) rows kept per slice; beyond
-                that a seeded uniform sample of this size is used.
-        """
-        super().__init__(
-            _sampled_metric_computations(metrics.xauc),
-            name=name,
-            max_sample_size=max_sample_size,
-        )
+    default_name = XAUC_NAME
+    metric_fn = staticmethod(metrics.xauc)
 
 
 class IntervalCoverage(metric_types.Metric):

@@ -1,5 +1,4 @@
-"""Pipeline definition, configuration, runners and command line of rqvalue."""
+"""The TFX pipeline of rqvalue: configuration, the pipeline definition, evaluation, runners, and the
+read-only record of what runs produced (ML Metadata)."""
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import models  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads; see models/__init__.py)

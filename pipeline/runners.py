@@ -35,7 +35,6 @@ DoFn lives in an installed module (tfx, tfdv, tft, tfma, `models.*`) that worker
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from typing import Optional, Sequence, Tuple
@@ -157,37 +156,6 @@ def beam_args(runner: str = "direct", *, direct_workers: Optional[int] = None,
     return tuple(args) + extra
 
 
-def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the runner options (`--runner`, `--direct-workers`, Dataflow's options) to a parser."""
-    group = parser.add_argument_group("Beam runner (where StatisticsGen, Transform and Evaluator run)")
-    group.add_argument("--runner", choices=RUNNERS, default="direct",
-                       help="direct: this machine (default); dataflow: Google Cloud Dataflow")
-    group.add_argument("--direct-workers", type=int, metavar="N",
-                       help="direct: N worker processes (0 = one per CPU); default: in memory, one worker")
-    group.add_argument("--project", help="dataflow: Google Cloud project id")
-    group.add_argument("--region", help="dataflow: region, e.g. europe-west1")
-    group.add_argument("--temp-location", metavar="GS_PATH", help="dataflow: gs:// path for temporary files")
-    group.add_argument("--sdk-container-image", metavar="IMAGE",
-                       help="dataflow: the pipeline image built from docker/Dockerfile (recommended)")
-    group.add_argument("--extra-package", metavar="WHEEL",
-                       help="dataflow, without an image: the project's wheel (pip wheel --no-deps -w dist .)")
-    group.add_argument("--machine-type", default=DATAFLOW_MACHINE_TYPE,
-                       help=f"dataflow: worker machine type (default: {DATAFLOW_MACHINE_TYPE})")
-    group.add_argument("--pipeline-root", metavar="GS_PATH",
-                       help="dataflow: gs:// folder for the pipeline's artifacts, which Dataflow workers read and "
-                            "write (default: <output-dir>/pipeline_root; ML Metadata and serving/ stay local)")
-    group.add_argument("--beam-arg", action="append", default=[], metavar="--NAME=VALUE",
-                       help="a further Beam argument, appended last; repeatable")
-
-
-def beam_args_from(args: argparse.Namespace) -> Tuple[str, ...]:
-    """`beam_args` from options parsed with `add_runner_arguments`."""
-    return beam_args(args.runner, direct_workers=args.direct_workers, project=args.project,
-                     region=args.region, temp_location=args.temp_location,
-                     sdk_container_image=args.sdk_container_image, extra_package=args.extra_package,
-                     machine_type=args.machine_type, extra_args=tuple(args.beam_arg or ()))
-
-
 def check_pipeline_root(beam_pipeline_args: Sequence[str], pipeline_root: str) -> str:
     """Checks that remote Beam workers can reach the pipeline root; returns it.
 
@@ -202,26 +170,6 @@ def check_pipeline_root(beam_pipeline_args: Sequence[str], pipeline_root: str) -
         raise RunnerError(f"--pipeline-root: {pipeline_root!r} is not a gs://bucket/path; with --runner dataflow "
                           "the workers read and write the pipeline's artifacts there")
     return pipeline_root
-
-
-def runner_argv(args: argparse.Namespace) -> Tuple[str, ...]:
-    """The Beam runner options of `args` as command-line words again, those that differ from the defaults.
-
-    Empty when none was given, so a caller can keep the beam_args of a YAML config then.
-    `--pipeline-root` is not among them (it is a RunConfig setting, not a Beam argument).
-    """
-    argv = []
-    if args.runner != "direct":
-        argv += ["--runner", args.runner]
-    for option in ("direct_workers", "project", "region", "temp_location", "sdk_container_image", "extra_package"):
-        value = getattr(args, option)
-        if value is not None:
-            argv += [f"--{option.replace('_', '-')}", str(value)]
-    if args.machine_type != DATAFLOW_MACHINE_TYPE:
-        argv += ["--machine-type", args.machine_type]
-    for arg in args.beam_arg or ():
-        argv.append(f"--beam-arg={arg}")
-    return tuple(argv)
 
 
 def compile_vertex(cfg, output_path: str, image: str) -> str:
@@ -246,8 +194,7 @@ def compile_vertex(cfg, output_path: str, image: str) -> str:
     """
     try:
         import kfp  # noqa: F401  # TFX's [kfp] extra (kfp 2.5 with urllib3 < 2, in requirements.lock)
-        from tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner import (
-            KubeflowV2DagRunner, KubeflowV2DagRunnerConfig)
+        from tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner import KubeflowV2DagRunner, KubeflowV2DagRunnerConfig
     except ImportError as e:
         raise RuntimeError(
             f"compiling for Vertex AI Pipelines needs the kfp package, which is not installed ({e}). "

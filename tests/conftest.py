@@ -2,11 +2,12 @@
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("FEAST_USAGE", "False")
 
 import pytest  # noqa: E402
+
+import models  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before a test loads TensorFlow)
 
 SMALL_MODEL = dict(codebook_sizes=(8, 4, 4), train_steps=40, eval_steps=5, batch_size=64)
 

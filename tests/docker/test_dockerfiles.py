@@ -147,6 +147,15 @@ def test_every_copy_source_exists(path):
             assert os.path.exists(os.path.join(ROOT, source)), f"{path}: COPY source {source!r} is missing"
 
 
+def test_pipeline_image_copies_every_package_the_project_installs():
+    """Every top-level package of pyproject's package list is copied before `pip install .`."""
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:
+        text = f.read()
+    listed = re.search(r"\[tool\.setuptools\.packages\.find\]\s*include\s*=\s*\[([^]]*)\]", text).group(1)
+    packages = {name.strip().strip('"').rstrip("*") for name in listed.split(",") if name.strip()}
+    copied = {shlex.split(rest)[0].rstrip("/") for kw, rest in instructions(PIPELINE) if kw == "COPY"}
+    assert packages and packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
+
 
 # -- the GPU image -----------------------------------------------------------------------------------------
 

@@ -12,8 +12,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import config as config_lib
-from pipeline import datasets, local_runner, results
-
+from pipeline import datasets, local_runner, mlmd
 
 pytestmark = pytest.mark.e2e
 
@@ -62,10 +61,10 @@ def retraining(tmp_path_factory):
     for end in weeks:
         full[full["prediction_time"] < end].to_parquet(spine_path, index=False)
         local_runner.run(cfg, report=None)
-        store = results.open_store(cfg.metadata_path)
+        store = mlmd.open_readonly(cfg.metadata_path)
         ingested.append(_spans(_outputs(store, _node_executions(store, cfg.pipeline_name,
                                                                 "FeatureStoreExampleGen")[-1], "examples")))
-    return cfg, results.open_store(cfg.metadata_path), ingested
+    return cfg, mlmd.open_readonly(cfg.metadata_path), ingested
 
 
 def test_each_run_ingests_the_newest_week(retraining):

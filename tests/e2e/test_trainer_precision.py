@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from components import feature_store_example_gen as ingest
 from models import trainer
-from pipeline import results
+from pipeline import mlmd
 
 pytestmark = pytest.mark.e2e
 
@@ -29,10 +29,10 @@ def test_trainer_executor_trains_in_mixed_float16_and_exports_a_float32_signatur
     from tfx.utils import json_utils, path_utils, proto_utils
 
     cfg, _ = small_run
-    store = results.open_store(cfg.metadata_path)
+    store = mlmd.open_readonly(cfg.metadata_path)
     inputs = {"examples": _artifacts(store, "Examples", producer="Transform"),
               "transform_graph": _artifacts(store, "TransformGraph"),
-              "schema": _artifacts(store, "Schema")}
+              "schema": _artifacts(store, "Schema", producer="LabelRules")}
     model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
     model.uri, model_run.uri = str(tmp_path / "model"), str(tmp_path / "model_run")
     custom_config = {**trainer.trainer_config(cfg.data, cfg.model), "precision": "mixed_float16"}

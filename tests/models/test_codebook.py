@@ -1,7 +1,6 @@
 """RQ codebook: round-trip error, sorted centroids, the zero code, degenerate inputs."""
 
 import numpy as np
-import pytest
 
 from models import codebook
 

@@ -5,6 +5,7 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 import tf_keras as keras
+from toy_data import zero_inflated
 
 from models import base, gr
 from schemas import features
@@ -19,12 +20,8 @@ def _heavy_tailed(n, seed):
 
 
 def _data(n=512, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=n).astype(np.float32)
-    cat = rng.integers(0, 3, size=n)
-    y = np.where(x + 0.5 * cat > 0.5, np.exp(2.0 + x + cat), 0.0).astype(np.float32)
-    inputs = {features.transformed_name("x"): tf.constant(x), features.transformed_name("c"): tf.constant(cat)}
-    return inputs, np.log1p(y).astype(np.float32), y
+    inputs, target, labels = zero_inflated(n, seed)
+    return {key: tf.constant(value) for key, value in inputs.items()}, target, labels
 
 
 def _context(labels):

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from toy_data import zero_inflated
 
-from models import base, codebook, trainer
+from models import base, codebook, registry, trainer
 from models.choices import MODEL_KINDS
 from models.rqreg import level_key
 from schemas import features
-from toy_data import zero_inflated
 
 SIZES = (6, 4, 3)
 DURATION = "duration"
@@ -66,7 +66,8 @@ def _check_export(model, config, context, inputs, targets):
     return exported
 
 
-@pytest.mark.parametrize("kind", [kind for kind in MODEL_KINDS if kind != "rqreg"])  # RQ-Reg: below
+# Keras-trained kinds; RQ-Reg below. Trees (gbdt) train outside Keras and take no dtype policy.
+@pytest.mark.parametrize("kind", [kind for kind in MODEL_KINDS if kind != "rqreg" and not registry.trains_itself(kind)])
 def test_every_kind_trains_in_mixed_float16_with_float32_outputs_and_exports_in_float32(kind):
     model, config, context, inputs, targets = _mixed(kind, n=128)
     outputs = model(inputs, training=True)
@@ -99,3 +100,9 @@ def test_a_float32_model_is_exported_as_it_is():
     model = trainer.build_model(config, context)
     assert trainer.float32_model(model, config, context, (inputs, model.training_targets(inputs, target))) is model
     assert not isinstance(model.optimizer, keras.mixed_precision.LossScaleOptimizer)
+
+
+def test_only_the_tree_kind_trains_outside_keras_so_ignores_the_precision():
+    assert [kind for kind in MODEL_KINDS if registry.trains_itself(kind)] == ["gbdt"]
+    with pytest.raises(ValueError, match="model.kind: 'xgb'"):
+        registry.trains_itself("xgb")

@@ -47,8 +47,7 @@ def _measure(strategy, inputs, target, book):
     import tensorflow as tf
     import tf_keras as keras
 
-    from models import base, rnc
-    from models import rqreg
+    from models import base, rnc, rqreg
 
     keras.utils.set_random_seed(0)
     context = base.TrainContext(numeric_keys=("x",), vocab_sizes={"c": 4}, label_transform="log1p",
@@ -103,9 +102,10 @@ def _child():
 
     (cpu,) = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from toy_data import zero_inflated
+
     from models import codebook
     from schemas import features
-    from toy_data import zero_inflated
 
     inputs, target, _ = zero_inflated(BATCH * STEPS)
     book = codebook.fit(target, (6, 4, 3))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from toy_data import RQREG_PLAIN, zero_inflated
 
 from models import base, codebook
 from models import rqreg as rq_model
@@ -13,16 +14,11 @@ SIZES = (6, 4, 3)
 
 
 def _data(n=512, seed=0):
-    """One numeric and one categorical feature that determine a zero-inflated target."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=n).astype(np.float32)
-    cat = rng.integers(0, 3, size=n)
-    y = np.where(x + 0.5 * cat > 0.5, np.exp(2.0 + x + cat), 0.0)
-    t = np.log1p(y)
+    """The shared zero-inflated toy set (`toy_data`) with the RQ codes of its target."""
+    inputs, _, labels = zero_inflated(n, seed)
+    t = np.log1p(labels.astype(np.float64))
     book = codebook.fit(t, SIZES)
-    inputs = {features.transformed_name("x"): x, features.transformed_name("c"): cat.astype(np.int64),
-              features.CODES_KEY: codebook.encode(t, book)}
-    return inputs, t.astype(np.float32), book
+    return {**inputs, features.CODES_KEY: codebook.encode(t, book)}, t.astype(np.float32), book
 
 
 def _context(book, labels=np.array([0.0, 500.0])):
@@ -31,9 +27,7 @@ def _context(book, labels=np.array([0.0, 500.0])):
 
 
 # A small plain model: cross-entropy and the Huber term, no Rank-N-Contrast, no scheduled sampling.
-PLAIN = dict(embedding_dim=4, hidden_units=(16,), lstm_units=16, regression_weight=1.0, rnc_weight=0.0,
-             rnc_temperature=2.0, sampling_probability=0.0, decoding="tree", beam_width=4, code_smoothing=0.0,
-             rnc_representation="codes")
+PLAIN = dict(embedding_dim=4, hidden_units=(16,), lstm_units=16, **RQREG_PLAIN)
 
 
 def _model(book, **settings):

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from pipeline import runners
+from rqvalue import runner_options
 
 IMAGE = "europe-docker.pkg.dev/my-project/rqvalue/rqvalue-pipeline:0.1.0"
 DATAFLOW = dict(project="my-project", region="europe-west1", temp_location="gs://my-bucket/tmp")
@@ -13,7 +14,7 @@ DATAFLOW = dict(project="my-project", region="europe-west1", temp_location="gs:/
 
 def _parse(argv):
     parser = argparse.ArgumentParser()
-    runners.add_runner_arguments(parser)
+    runner_options.add_runner_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -126,8 +127,8 @@ def test_dataflow_needs_exactly_one_way_to_ship_the_project(tmp_path):
 # -- argparse --------------------------------------------------------------------------------------------
 
 def test_parser_defaults_give_the_direct_runner():
-    assert runners.beam_args_from(_parse([])) == runners.DIRECT_IN_MEMORY
-    assert runners.runner_argv(_parse([])) == ()
+    assert runner_options.beam_args_from(_parse([])) == runners.DIRECT_IN_MEMORY
+    assert runner_options.runner_argv(_parse([])) == ()
 
 
 def test_parser_round_trip_for_dataflow():
@@ -138,10 +139,10 @@ def test_parser_round_trip_for_dataflow():
     args = _parse(argv)
     expected = runners.beam_args("dataflow", sdk_container_image=IMAGE, machine_type="n2-standard-8",
                                  extra_args=["--max_num_workers=10"], **DATAFLOW)
-    assert runners.beam_args_from(args) == expected
+    assert runner_options.beam_args_from(args) == expected
     assert args.pipeline_root == "gs://my-bucket/root"
-    assert "--pipeline-root" not in runners.runner_argv(args)  # a RunConfig setting, not a Beam argument
-    assert runners.beam_args_from(_parse(list(runners.runner_argv(args)))) == expected
+    assert "--pipeline-root" not in runner_options.runner_argv(args)  # a RunConfig setting, not a Beam argument
+    assert runner_options.beam_args_from(_parse(list(runner_options.runner_argv(args)))) == expected
 
 
 def test_dataflow_needs_a_gcs_pipeline_root():
@@ -155,7 +156,7 @@ def test_dataflow_needs_a_gcs_pipeline_root():
 
 def test_parser_errors_name_the_flag():
     with pytest.raises(runners.RunnerError, match="--temp-location"):
-        runners.beam_args_from(_parse(["--runner", "dataflow", "--project", "my-project", "--region", "us-central1",
+        runner_options.beam_args_from(_parse(["--runner", "dataflow", "--project", "my-project", "--region", "us-central1",
                                        "--temp-location", "bucket/tmp", "--sdk-container-image", IMAGE]))
 
 
@@ -272,7 +273,7 @@ def vertex_data(tmp_path_factory):
 def test_compile_vertex_writes_a_job_spec_naming_every_component(tmp_path):
     import json
 
-    from pipeline import cli
+    from rqvalue import cli
 
     output = tmp_path / "pipeline.json"
     assert cli.main(["compile", "--target", "vertex", "--dataset", "synthetic_ltv", "--rows", "300",

@@ -1,6 +1,5 @@
-"""The Trainer's hardware: its flags, and the Vertex AI Training job TFX would submit, checked without the service."""
+"""The Trainer's hardware: its component, and the Vertex AI Training job TFX would submit, checked without the service."""
 
-import argparse
 import json
 
 import pytest
@@ -13,12 +12,6 @@ JOB = dict(vertex_training=True, project="my-project", region="europe-west4", im
            accelerator="NVIDIA_TESLA_T4", accelerator_count=2, machine_type="n1-standard-16")
 
 
-def _parse(argv):
-    parser = argparse.ArgumentParser()
-    trainer_hardware.add_arguments(parser)
-    return parser.parse_args(argv)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     from pipeline import datasets
@@ -28,46 +21,6 @@ def data(tmp_path_factory):
 def _config(data, pipeline_root="gs://my-bucket/rqvalue", **trainer):
     return config_lib.RunConfig(data=data, trainer=config_lib.TrainerConfig(**trainer),
                                 pipeline_root_uri=pipeline_root)
-
-
-# -- flags -----------------------------------------------------------------------------------------------
-
-def test_every_trainer_field_has_a_flag_and_no_flag_changes_nothing(data):
-    args = _parse([])
-    assert trainer_hardware.trainer_overrides(args) == {}
-    cfg = _config(data)
-    assert trainer_hardware.apply_arguments(cfg, args) is cfg
-    help_text = argparse.ArgumentParser()
-    trainer_hardware.add_arguments(help_text)
-    flags = {option for action in help_text._actions for option in action.option_strings}
-    for field in config_lib.TrainerConfig.__dataclass_fields__:
-        assert "--trainer-" + field.replace("_", "-") in flags
-
-
-def test_flags_become_the_trainer_section(data):
-    args = _parse(["--trainer-accelerator", "NVIDIA_L4", "--trainer-accelerator-count", "2", "--trainer-cpus", "16",
-                   "--trainer-memory-gb", "64", "--trainer-components", "Trainer, Evaluator",
-                   "--trainer-precision", "mixed_float16", "--trainer-vertex-training", "--trainer-project",
-                   "my-project", "--trainer-region", "europe-west4", "--trainer-machine-type", "g2-standard-24",
-                   "--trainer-image", GPU_IMAGE])
-    trainer = trainer_hardware.apply_arguments(_config(data), args).trainer
-    assert trainer == config_lib.TrainerConfig(
-        accelerator="NVIDIA_L4", accelerator_count=2, machine_type="g2-standard-24", cpus=16.0, memory_gb=64.0,
-        components=("Trainer", "Evaluator"), precision="mixed_float16", vertex_training=True,
-        project="my-project", region="europe-west4", image=GPU_IMAGE)
-
-
-def test_a_flag_overrides_one_field_of_the_yaml_section_and_keeps_the_others(data):
-    cfg = config_lib.replace(_config(data), trainer={"accelerator": "NVIDIA_TESLA_T4", "cpus": 4})
-    trainer = trainer_hardware.apply_arguments(cfg, _parse(["--trainer-accelerator-count", "4"])).trainer
-    assert (trainer.accelerator, trainer.accelerator_count, trainer.cpus) == ("NVIDIA_TESLA_T4", 4, 4)
-
-
-def test_a_bad_flag_value_names_the_field(data):
-    with pytest.raises(config_lib.ConfigError, match="trainer.accelerator: 'T4'"):
-        trainer_hardware.apply_arguments(_config(data), _parse(["--trainer-accelerator", "T4"]))
-    with pytest.raises(SystemExit):  # argparse: not a number
-        _parse(["--trainer-accelerator-count", "two"])
 
 
 # -- the Trainer component -------------------------------------------------------------------------------

@@ -7,20 +7,20 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
+from feast import FeatureStore
 from google.protobuf import text_format
 from tensorflow_data_validation.statistics import stats_impl
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.coders import example_coder
 
-from pipeline import datasets  # first: sets FEAST_USAGE=False before feast is imported
+from pipeline import datasets
 from schemas import features
 
-from feast import FeatureStore  # noqa: E402,I100
-
-ROWS = {"cdnow": None, "synthetic_ltv": 2000, "watch_time": 2000}
+ROWS = {"cdnow": None, "cdnow_snapshots": 1000, "synthetic_ltv": 2000, "watch_time": 2000}
 VOCABULARIES = {
     "first_purchase_month": features.CDNOW_FIRST_PURCHASE_MONTHS,
     "first_purchase_weekday": features.WEEKDAYS,
+    "cohort": features.CDNOW_FIRST_PURCHASE_MONTHS,
     "channel": features.CHANNELS,
     "country": features.COUNTRIES,
     "device": features.DEVICES,

@@ -1,0 +1,1 @@
+"""`rqvalue inspect`: what the runs of an output folder did and produced."""

@@ -1,0 +1,1 @@
+"""`rqvalue report`: one self-contained HTML page about a run's evaluation (gather -> render -> charts)."""

@@ -1,0 +1,165 @@
+"""`rqvalue bench` at --tiny size: RESULTS.md and results.json with every row, metric and the targets."""
+
+import argparse
+import json
+import math
+
+import pytest
+
+from rqvalue.bench import command as bench
+from rqvalue.bench import results as bench_report
+from rqvalue.bench import rows as bench_rows
+
+pytestmark = pytest.mark.e2e
+
+MODELS = ["rqreg", "ziln", "gr"]
+SMALL_CODES = "small_codes"
+
+
+def _args(argv):
+    parser = argparse.ArgumentParser()
+    bench.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["bench", *argv])
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    args = _args(["--tiny", "--datasets", "synthetic_ltv", "--models", *MODELS, "--seeds", "1",
+                  "--variant", f"{SMALL_CODES}: codebook_sizes=[8,4]",
+                  "--out", str(root / "out"), "--work-dir", str(root / "work")])
+    assert args.func(args) == 0
+    results = json.loads((root / "out" / "results.json").read_text())
+    return results, (root / "out" / "RESULTS.md").read_text()
+
+
+def test_parser_defaults():
+    args = _args([])
+    assert args.datasets == list(bench_rows.DATASETS)
+    assert args.seeds == 3 and args.scale == 1.0 and args.out == "benchmarks" and not args.tiny
+
+
+def test_json_has_every_row_with_finite_metrics(tiny_bench):
+    results, _ = tiny_bench
+    dataset = results["results"]["synthetic_ltv"]
+    assert set(dataset["rows"]) == set(MODELS) | {SMALL_CODES}
+    for row in dataset["rows"].values():
+        assert len(row["runs"]) == 1
+        run = row["runs"][0]
+        for key in bench_report.METRICS:
+            assert math.isfinite(run[key]), (row["label"], key, run[key])
+            assert math.isfinite(row["aggregate"][key]["mean"])
+        assert run["serving_vs_predict_max_abs_diff"] < 1e-3 * max(1.0, run["prediction_cap"])
+        assert 0.0 <= run["coverage_80"] <= 1.0
+        assert run["ood_max_prediction"] <= run["prediction_cap"] + 1e-3
+    assert dataset["counts"]["train"] > 0 and dataset["counts"]["validation"] > 0 and dataset["counts"]["eval"] > 0
+    assert dataset["targets"]["metrics"] == ["normalized_gini", "spearman", "mae"]
+    assert {c["baseline"] for c in dataset["targets"]["comparisons"]} == {"ziln", "gr"}
+
+
+def test_every_decoding_rule_is_scored_on_the_default_rqreg_run(tiny_bench):
+    from models import choices
+    from pipeline import config as config_lib
+
+    results, markdown = tiny_bench
+    [run] = results["results"]["synthetic_ltv"]["rows"]["rqreg"]["runs"]
+    assert set(run["decodings"]) == set(choices.DECODINGS)
+    default = run["decodings"][config_lib.ModelConfig().decoding]
+    assert default["normalized_gini"] == pytest.approx(run["normalized_gini"], abs=1e-9)  # the row's own
+    for decoding, values in run["decodings"].items():
+        assert math.isfinite(values["mae"]) and math.isfinite(values["serve_ms_per_1000"]), decoding
+        assert 0.0 <= values["coverage_80"] <= 1.0
+    assert "RQ-Reg decoding rules on the same trained models" in markdown
+    for decoding in choices.DECODINGS:
+        assert f"| {decoding} |" in markdown
+    assert "decodings" not in results["results"]["synthetic_ltv"]["rows"]["ziln"]["runs"][0]
+
+
+def test_a_variant_with_other_codebook_sizes_is_trained_on_its_own_transform(tiny_bench):
+    results, markdown = tiny_bench
+    rows = results["results"]["synthetic_ltv"]["rows"]
+    assert rows[SMALL_CODES]["runs"][0]["codebook_sizes"] == [8, 4]
+    from pipeline import config as config_lib
+    assert rows["rqreg"]["runs"][0]["codebook_sizes"] == list(config_lib.ModelConfig().codebook_sizes)
+    assert f"| {SMALL_CODES} (codebook_sizes=[8,4]) |" in markdown
+
+
+def test_gr_is_scored_with_the_papers_greedy_decode_and_with_its_default_first_token_expansion(tiny_bench):
+    from pipeline import config as config_lib
+
+    results, markdown = tiny_bench
+    [run] = results["results"]["synthetic_ltv"]["rows"]["gr"]["runs"]
+    default = config_lib.ModelConfig().gr_first_tokens
+    assert set(run["decodings"]) == {"1", str(default)}
+    assert run["decodings"][str(default)]["normalized_gini"] == pytest.approx(run["normalized_gini"], abs=1e-9)
+    assert math.isfinite(run["decodings"]["1"]["mae"])
+    assert "GR decoding on the same trained models" in markdown and "| 1 |" in markdown
+
+
+def test_interval_coverage_is_reported_per_predicted_value_group(tiny_bench):
+    results, _ = tiny_bench
+    for row in results["results"]["synthetic_ltv"]["rows"].values():
+        run = row["runs"][0]
+        groups = run["coverage_80_by_group"]
+        assert len(groups) == len(run["interval_thresholds"]) + 1 == len(run["interval_offset_upper"])
+        assert run["coverage_80_worst_group"] == min(groups)
+
+
+def test_markdown_has_the_table_and_the_targets(tiny_bench):
+    _, markdown = tiny_bench
+    assert "## synthetic_ltv" in markdown
+    for title, _ in bench_report.METRICS.values():
+        assert title in markdown
+    assert "| rqreg |" in markdown and "| ziln |" in markdown
+    assert "## Targets" in markdown
+    assert "synthetic_ltv: MET" in markdown or "synthetic_ltv: NOT MET" in markdown
+
+
+def test_aggregate_and_target_rule():
+    runs = [{"mae": 1.0, "spearman": 0.5}, {"mae": 3.0, "spearman": 0.7}]
+    agg = bench_report.aggregate(runs)
+    assert agg["mae"]["mean"] == 2.0 and agg["mae"]["n"] == 2
+    assert math.isclose(agg["mae"]["std"], math.sqrt(2.0))
+
+    def row(gini, spearman, mae, std=0.01):
+        return {"aggregate": {"normalized_gini": {"mean": gini, "std": std},
+                              "spearman": {"mean": spearman, "std": std},
+                              "mae": {"mean": mae, "std": std}}}
+
+    rows = {"rqreg": row(0.5, 0.4, 10.0), "ziln": row(0.4, 0.3, 11.0), "rqreg_no_rnc": row(0.9, 0.9, 1.0)}
+    assert bench_report.target_checks("cdnow", rows)["met"] is True  # ablations are not baselines
+    rows["mse"] = row(0.495, 0.3, 11.0)  # within the spread on Gini
+    check = bench_report.target_checks("cdnow", rows)
+    assert check["met"] is False
+    assert [c["baseline"] for c in check["comparisons"] if not c["met"]] == ["mse"]
+
+
+def test_scale_multiplies_sizes_and_step_budgets():
+    half = bench_rows.budget_for(0.5)
+    assert half.rows["cdnow"] == bench_rows.DEFAULT_BUDGET.rows["cdnow"] // 2
+    assert half.max_steps == bench_rows.DEFAULT_BUDGET.max_steps // 2
+    assert bench_rows.budget_for(10.0).rows["cdnow"] is None  # more than CDNOW has: all customers
+    assert bench_rows.budget_for(1.0, tiny=True) == bench_rows.TINY_BUDGET
+
+
+def test_variant_rows_parse_model_settings_and_name_bad_ones():
+    row = bench_rows.parse_variant("wide: hidden_units=[128,64] learning_rate=0.001")
+    assert (row.id, row.kind) == ("wide", "rqreg")
+    assert row.changes == {"hidden_units": (128, 64), "learning_rate": 0.001}
+    big = bench_rows.parse_variant("big: codebook_sizes=[64,16,16] rnc_weight=0")
+    assert big.transform_changes == {"codebook_sizes": (64, 16, 16)} and row.transform_changes == {}
+    assert bench_rows.parse_variant("ziln_slow: kind=ziln learning_rate=0.001").kind == "ziln"
+    with pytest.raises(ValueError, match="'learning_rat' is not a model setting"):
+        bench_rows.parse_variant("typo: learning_rat=0.1")
+    with pytest.raises(ValueError, match="model.decoding"):
+        bench_rows.parse_variant("bad: decoding=mode")
+    with pytest.raises(ValueError, match="expected 'ID: key=value"):
+        bench_rows.parse_variant("no_settings")
+
+
+def test_rqreg_variants_are_not_baselines():
+    agg = {"normalized_gini": {"mean": 0.5, "std": 0.0, "n": 3}, "spearman": {"mean": 0.3, "std": 0.0, "n": 3},
+           "mae": {"mean": 1.0, "std": 0.0, "n": 3}}
+    rows = {"rqreg": {"kind": "rqreg", "aggregate": agg}, "big": {"kind": "rqreg", "aggregate": agg},
+            "ziln_slow": {"kind": "ziln", "aggregate": agg}}
+    assert {c["baseline"] for c in bench_report.target_checks("cdnow", rows)["comparisons"]} == {"ziln_slow"}
