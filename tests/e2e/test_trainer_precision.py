@@ -32,7 +32,7 @@ def test_trainer_executor_trains_in_mixed_float16_and_exports_a_float32_signatur
     store = mlmd.open_readonly(cfg.metadata_path)
     inputs = {"examples": _artifacts(store, "Examples", producer="Transform"),
               "transform_graph": _artifacts(store, "TransformGraph"),
-              "schema": _artifacts(store, "Schema", producer="LabelRules")}
+              "schema": _artifacts(store, "Schema")}
     model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
     model.uri, model_run.uri = str(tmp_path / "model"), str(tmp_path / "model_run")
     custom_config = {**trainer.trainer_config(cfg.data, cfg.model), "precision": "mixed_float16"}
