@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export TF_USE_LEGACY_KERAS := 1
 export FEAST_USAGE := False
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: run test lint bench env clean
+.PHONY: run test lint bench env clean image-gpu
 
 $(BIN)/rqvalue: requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || (echo "Python 3.10 is required (TFX 1.16 supports Python < 3.11); set PYTHON=/path/to/python3.10" && exit 1)
@@ -33,6 +34,11 @@ lint: env
 # Every model on every embedded data set, 3 seeds: writes benchmarks/RESULTS.md and results.json.
 bench: env
 	$(BIN)/rqvalue bench $(ARGS)
+
+# The pipeline image and its GPU variant (docker/gpu.Dockerfile, CUDA 12.3 / cuDNN 8.9); needs a Docker engine.
+image-gpu:
+	docker build -f docker/Dockerfile -t rqvalue-pipeline:$(VERSION) .
+	docker build -f docker/gpu.Dockerfile --build-arg PIPELINE_IMAGE=rqvalue-pipeline:$(VERSION) -t rqvalue-pipeline-gpu:$(VERSION) .
 
 clean:
 	rm -rf runs .pytest_cache

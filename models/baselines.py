@@ -12,6 +12,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import base, losses
+from models.layers import output_head
 
 OUTPUT_KEY = "output"
 PURCHASE_KEY = "purchase"
@@ -26,7 +27,7 @@ class _SingleHead(base.ValueModel):
     def __init__(self, context: base.TrainContext, embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64),
                  **kwargs):
         super().__init__(context, embedding_dim, hidden_units, **kwargs)
-        self.head = keras.layers.Dense(self.units, name="head")
+        self.head = output_head(self.units, "head")
 
     @classmethod
     def from_config_and_context(cls, config: Mapping, context: base.TrainContext):
@@ -88,8 +89,8 @@ class TwoStageModel(base.ValueModel):
     def __init__(self, context: base.TrainContext, embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64),
                  **kwargs):
         super().__init__(context, embedding_dim, hidden_units, **kwargs)
-        self.purchase = keras.layers.Dense(1, name="purchase")
-        self.amount = keras.layers.Dense(1, name="amount")
+        self.purchase = output_head(1, "purchase")
+        self.amount = output_head(1, "amount")
 
     @classmethod
     def from_config_and_context(cls, config: Mapping, context: base.TrainContext):

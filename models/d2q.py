@@ -26,6 +26,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import base
+from models.layers import output_head
 from schemas import features
 
 QUANTILE_KEY = "quantile"
@@ -122,7 +123,7 @@ class D2QModel(base.ValueModel):
         self.grids = tf.constant(quantile_grids(labels, groups, num_groups))
         self.group_embedding = keras.layers.Embedding(num_groups, embedding_dim, name="duration_group_embedding")
         self.hidden = keras.layers.Dense(list(hidden_units)[-1], activation="relu", name="quantile_hidden")
-        self.head = keras.layers.Dense(1, name="quantile_head")
+        self.head = output_head(1, "quantile_head")
 
     @classmethod
     def from_config_and_context(cls, config: Mapping, context: base.TrainContext) -> "D2QModel":

@@ -58,6 +58,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import base
+from models.layers import output_head
 
 PAD, START, END = 0, 1, 2
 NUM_SPECIAL = 3
@@ -320,7 +321,7 @@ class GRModel(base.ValueModel):
                                                   initializer=keras.initializers.RandomNormal(stddev=0.02))
         self.blocks = [DecoderBlock(d_model, num_heads, ffn_units, name=f"decoder_{i}") for i in range(num_layers)]
         self.final_norm = keras.layers.LayerNormalization(name="final_norm")
-        self.logits = keras.layers.Dense(self.vocab_size, name="logits")
+        self.logits = output_head(self.vocab_size, "logits")
 
     @classmethod
     def from_config_and_context(cls, config: Mapping, context: base.TrainContext) -> "GRModel":
@@ -403,7 +404,7 @@ class GRModel(base.ValueModel):
         """CLEM inputs: past position 0, each true-token embedding becomes, with probability mixup_rate
         (per example and position), the mixture softmax(first-pass logits of the previous position) · E."""
         probabilities = tf.stop_gradient(tf.nn.softmax(first_logits[:, :-1]))
-        mixture = tf.linalg.matmul(probabilities, self.token_embedding.embeddings)
+        mixture = tf.cast(tf.linalg.matmul(probabilities, self.token_embedding.embeddings), embedded.dtype)
         use_mixture = tf.random.uniform(tf.shape(mixture)[:2])[:, :, None] < self.mixup_rate
         return tf.concat([embedded[:, :1], tf.where(use_mixture, mixture, embedded[:, 1:])], axis=1)
 

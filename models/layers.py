@@ -8,6 +8,15 @@ import tf_keras as keras
 from schemas import features
 
 
+def output_head(units: int, name: str) -> keras.layers.Dense:
+    """A model's output layer: a Dense that computes in float32 whatever the dtype policy.
+
+    Under a mixed precision policy (trainer.precision: mixed_float16) the layers before it compute
+    in float16; the logits, and the softmaxes, decoded values and losses built on them, stay float32.
+    """
+    return keras.layers.Dense(units, name=name, dtype="float32")
+
+
 class FeatureEncoder(keras.layers.Layer):
     """Concatenates scaled numeric features and categorical embeddings, then an MLP: -> [B, hidden[-1]]."""
 
@@ -23,7 +32,7 @@ class FeatureEncoder(keras.layers.Layer):
         self.mlp = [keras.layers.Dense(units, activation="relu") for units in self.hidden_units]
 
     def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        parts = [tf.reshape(tf.cast(inputs[features.transformed_name(k)], tf.float32), [-1, 1])
+        parts = [tf.reshape(tf.cast(inputs[features.transformed_name(k)], self.compute_dtype), [-1, 1])
                  for k in self.numeric_keys]
         for key, embedding in self.embeddings.items():
             ids = tf.reshape(tf.cast(inputs[features.transformed_name(key)], tf.int64), [-1])

@@ -24,3 +24,10 @@ def build(kind: str, config: Mapping, context: base.TrainContext) -> base.ValueM
     if kind not in BUILDERS:
         raise ValueError(f"model.kind: {kind!r} is not one of {KINDS}")
     return BUILDERS[kind](config, context)
+
+
+def trains_itself(kind: str) -> bool:
+    """Whether `kind` trains outside Keras's fit loop (`fit_on_rows`, trees), so takes no Keras dtype policy."""
+    if kind not in BUILDERS:
+        raise ValueError(f"model.kind: {kind!r} is not one of {KINDS}")
+    return bool(getattr(BUILDERS[kind].__self__, "trains_itself", False))

@@ -9,13 +9,29 @@ RQ-Reg applies it to the code embeddings so that their space follows the order o
 The denominator is a suffix sum: sorting each anchor's others by label distance, descending,
 the set {k: d_ik >= d_ij} is a prefix (ties included), so one cumulative sum per anchor gives
 every denominator in O(N² log N) rather than O(N³).
+
+The loss is batch-wise: every sample is compared with every other one. Under a multi-replica
+strategy (the Trainer's MirroredStrategy on several GPUs) each replica holds a slice of the batch,
+so `rnc_loss` first gathers the whole batch from every replica (`global_batch`) and every replica
+computes the loss of the whole batch: its value does not depend on the number of replicas. Keras
+divides each replica's loss by the number of replicas and sums the gradients, and the gradient of
+the gather sums over the replicas too, so the update is the one-device update.
 """
 
 import tensorflow as tf
 
 
+def global_batch(*tensors: tf.Tensor):
+    """The tensors of the whole batch: under a strategy with several replicas, each replica's slice
+    gathered along axis 0 (in replica order); otherwise the tensors as they are."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tensors
+    return tuple(context.all_gather(t, axis=0) for t in tensors)
+
+
 def rnc_loss(embeddings: tf.Tensor, labels: tf.Tensor, temperature: float = 2.0) -> tf.Tensor:
-    """Mean Rank-N-Contrast loss of a batch.
+    """Mean Rank-N-Contrast loss of a batch (the global batch under several replicas: module docstring).
 
     Args:
       embeddings: [N, D] sample representations.
@@ -25,8 +41,7 @@ def rnc_loss(embeddings: tf.Tensor, labels: tf.Tensor, temperature: float = 2.0)
     Returns:
       A scalar; 0 for a batch of fewer than 2 samples.
     """
-    embeddings = tf.cast(embeddings, tf.float32)
-    labels = tf.reshape(tf.cast(labels, tf.float32), [-1])
+    embeddings, labels = global_batch(tf.cast(embeddings, tf.float32), tf.reshape(tf.cast(labels, tf.float32), [-1]))
     n = tf.shape(labels)[0]
     squared = tf.reduce_sum(tf.square(embeddings[:, None, :] - embeddings[None, :, :]), axis=-1)
     logits = -tf.sqrt(squared + 1e-12) / temperature  # [N, N]

@@ -33,6 +33,7 @@ import tf_keras as keras
 
 from models import base, codebook, label_transform, rnc
 from models.choices import DECODINGS, RNC_REPRESENTATIONS
+from models.layers import output_head
 from schemas import features
 
 
@@ -134,7 +135,7 @@ class RQRegModel(base.ValueModel):
         self.code_embeddings = [keras.layers.Embedding(k, embedding_dim, name=f"code_embed_{l}")
                                 for l, k in enumerate(self.sizes, start=1)]
         self.cell = keras.layers.LSTMCell(lstm_units, name="decoder")
-        self.heads = [keras.layers.Dense(k, name=f"head_{l}") for l, k in enumerate(self.sizes, start=1)]
+        self.heads = [output_head(k, f"head_{l}") for l, k in enumerate(self.sizes, start=1)]
         _, leaf_targets = codebook.leaf_values(self.levels)
         leaf_values = label_transform.inverse(tf.constant(leaf_targets, tf.float32), self.label_transform_name)
         order = np.argsort(leaf_values.numpy(), kind="stable")

@@ -4,8 +4,15 @@ The exported SavedModel has the signatures of `models.serving`: `serving_default
 `tf.Example`s without the label -> `prediction`, `median`, `lower`, `upper` and the kind's extras;
 the interval is split-conformal calibrated on the valid split after training, `models.calibration`)
 and `transform_features` (for TFMA's `value_bucket` slices).
+
+With `precision: mixed_float16` in the Trainer config a kind trained in Keras's fit loop trains
+under Keras's mixed precision policy (float16 compute, float32 weights and outputs, the losses
+float32 and scaled by Keras's LossScaleOptimizer); the model that is calibrated and exported is
+rebuilt in float32 with the trained weights (`float32_model`), so the serving signature is float32
+either way. Kinds that train themselves (trees) ignore the setting.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -87,9 +94,55 @@ def build_model(config: Mapping[str, Any], context: base.TrainContext) -> base.V
     return model
 
 
+@contextlib.contextmanager
+def precision_policy(precision: str):
+    """Builds what is built inside under the Keras dtype policy `precision` (float32 or mixed_float16).
+
+    Layers keep the policy they were made with, and `compile` wraps the optimizer in a
+    LossScaleOptimizer for a mixed_float16 model; the global policy is restored on exit.
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def float32_model(model: base.ValueModel, config: Mapping[str, Any], context: base.TrainContext,
+                  batch: Tuple[Mapping[str, tf.Tensor], Mapping[str, tf.Tensor]]) -> base.ValueModel:
+    """`model` if it computes in float32; else the same kind rebuilt under the float32 policy with its weights.
+
+    Mixed precision is a training setting: calibration and serving run in float32 (the code tree
+    multiplies probabilities along paths, and TF Serving on CPUs is slow in float16).
+
+    Args:
+      model: the trained model.
+      config, context: what it was built from.
+      batch: one training batch (features, targets). The copy takes one training step on it, so
+        that it has every variable training created (some are used in training only), before
+        all of them are set to the trained values.
+    """
+    if model.compute_dtype == "float32":
+        return model
+    with precision_policy("float32"):
+        copy = build_model(config, context)
+    copy.run_eagerly = True  # one step: cheaper than tracing a training function
+    copy.train_on_batch(*batch)
+    weights = model.get_weights()
+    if [w.shape for w in weights] != [tuple(v.shape) for v in copy.weights]:
+        raise RuntimeError(f"{config['kind']}: the float32 rebuild does not have the trained model's variables")
+    copy.set_weights(weights)
+    return copy
+
+
 def _fit_keras(model: base.ValueModel, strategy, fn_args: tfx.components.FnArgs, tft_output: tft.TFTransformOutput,
-               config: Mapping[str, Any]) -> None:
-    """Keras fit on the train split, validated on the valid split; warm-starts from the base model."""
+               config: Mapping[str, Any], context: base.TrainContext) -> base.ValueModel:
+    """Keras fit on the train split, validated on the valid split; warm-starts from the base model.
+
+    Returns:
+      The trained model, in float32 (`float32_model`) if it trained in mixed precision.
+    """
     batch_size = config["batch_size"]
     train = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, batch_size)
     evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, batch_size)
@@ -117,6 +170,7 @@ def _fit_keras(model: base.ValueModel, strategy, fn_args: tfx.components.FnArgs,
     best = int(np.argmin(history["val_loss"]))
     print(f"    {config['kind']}: {len(history['val_loss']) * every} steps, best validation loss "
           f"{history['val_loss'][best]:.4f} after {(best + 1) * every} steps")
+    return float32_model(model, config, context, next(iter(train)))
 
 
 def _fit_on_rows(model: base.ValueModel, fn_args: tfx.components.FnArgs, tft_output: tft.TFTransformOutput,
@@ -145,13 +199,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     one_pass = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, 1024, num_epochs=1)
     context = train_context(config, tft_output, one_pass)
 
+    precision = config.get("precision", "float32")
+    if precision != "float32" and registry.trains_itself(config["kind"]):
+        print(f"    trainer.precision {precision} does not apply to {config['kind']}: it trains outside Keras's "
+              "fit loop, in float32")
+        precision = "float32"
     strategy = tf.distribute.MirroredStrategy()
-    with strategy.scope():
+    with strategy.scope(), precision_policy(precision):
         model = build_model(config, context)
     if model.trains_itself:
         _fit_on_rows(model, fn_args, tft_output, config)
     else:
-        _fit_keras(model, strategy, fn_args, tft_output, config)
+        model = _fit_keras(model, strategy, fn_args, tft_output, config, context)
     calibration.calibrate_model(model, _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, 1024,
                                                 num_epochs=1))
     signatures = serving.signatures(model, tft_output, config)

@@ -10,11 +10,24 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import re
 from typing import Any, Mapping, Optional, Tuple
 
 import yaml
 
-from models.choices import DECODINGS, GBDT_LOSSES, LABEL_TRANSFORMS, MODEL_KINDS, RNC_REPRESENTATIONS
+from models.choices import DECODINGS, GBDT_LOSSES, LABEL_TRANSFORMS, MODEL_KINDS, PRECISIONS, RNC_REPRESENTATIONS
+
+# Google Cloud names, as the runners and the trainer section check them.
+PROJECT_PATTERN = re.compile(r"^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+REGION_PATTERN = re.compile(r"^[a-z]+(-[a-z]+)+[0-9]+$")
+GCS_PATTERN = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
+IMAGE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*[a-z0-9]$")
+MACHINE_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
+# Vertex AI's GPU types (google.cloud.aiplatform_v1 AcceleratorType) that TensorFlow 2.16's CUDA build
+# runs on: compute capability 5.0 or higher, so not the K80. No TPUs: the Trainer distributes with
+# MirroredStrategy, which drives GPUs (and CPUs) only.
+ACCELERATORS = ("NVIDIA_TESLA_P4", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_T4", "NVIDIA_TESLA_A100",
+                "NVIDIA_A100_80GB", "NVIDIA_L4", "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB")
 
 
 class ConfigError(ValueError):
@@ -212,12 +225,88 @@ class GateConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """Where the Trainer runs and on what hardware (README, "Train on GPU").
+
+    A local run trains on the machine that runs it, with every GPU TensorFlow sees there; the
+    accelerator settings apply where the Trainer runs on Vertex AI: as a Vertex AI Pipelines task
+    (`rqvalue compile --target vertex`) or as a Vertex AI Training job (`vertex_training`).
+
+    Attributes:
+      accelerator: a Vertex AI GPU type (ACCELERATORS, e.g. NVIDIA_TESLA_T4); empty: no GPU.
+      accelerator_count: GPUs per Trainer machine; the Trainer uses them all (MirroredStrategy),
+        each replica taking an equal share of model.batch_size, the global batch.
+      machine_type: the Vertex AI Training job's machine, one that takes the accelerator (N1 for
+        T4/V100/P100/P4, A2 for A100, G2 for L4, A3 for H100). Vertex AI Pipelines does not take a
+        machine type: it picks a machine for a task from `cpus`, `memory_gb` and the accelerator.
+      cpus, memory_gb: the Trainer task's CPU and memory limits on Vertex AI Pipelines (0: Vertex's
+        default machine).
+      components: the pipeline components (ids) that get the accelerator, cpus and memory on
+        Vertex AI Pipelines: the Trainer alone unless more are named.
+      precision: the Keras dtype policy of training: float32, or mixed_float16 (float16 compute in
+        the layers, float32 weights, outputs and losses, dynamic loss scaling); the exported model
+        is float32 either way.
+      vertex_training: run the Trainer as a Vertex AI Training custom job (TFX's Google Cloud
+        Trainer), from a local run or from Vertex AI Pipelines; the pipeline root must be on GCS.
+      project, region: the Vertex AI Training job's Google Cloud project and region.
+      image: the Trainer's container image (e.g. the GPU image, docker/gpu.Dockerfile): the Vertex
+        AI Training job's, and on Vertex AI Pipelines the Trainer task's; empty: the pipeline
+        image (`rqvalue compile --image`).
+    """
+
+    accelerator: str = ""
+    accelerator_count: int = 1
+    machine_type: str = "n1-standard-8"
+    cpus: float = 0.0
+    memory_gb: float = 0.0
+    components: Tuple[str, ...] = ("Trainer",)
+    precision: str = "float32"
+    vertex_training: bool = False
+    project: str = ""
+    region: str = ""
+    image: str = ""
+
+    def __post_init__(self):
+        if self.accelerator and self.accelerator not in ACCELERATORS:
+            hint = (" (TPUs need TPUStrategy; the Trainer uses MirroredStrategy)" if self.accelerator.startswith("TPU")
+                    else "")
+            raise ConfigError(f"trainer.accelerator: {self.accelerator!r} is not a Vertex AI GPU type TensorFlow 2.16 "
+                              f"runs on{hint}; known: {', '.join(ACCELERATORS)}")
+        count = self.accelerator_count
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError(f"trainer.accelerator_count: {count!r} must be a positive integer")
+        if count > 1 and not self.accelerator:
+            raise ConfigError(f"trainer.accelerator_count: {count} GPUs asked for without a trainer.accelerator type")
+        if not MACHINE_PATTERN.match(self.machine_type or ""):
+            raise ConfigError(f"trainer.machine_type: {self.machine_type!r} is not a machine type "
+                              "such as n1-standard-8")
+        for field in ("cpus", "memory_gb"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"trainer.{field}: {value!r} must be a number >= 0 (0: Vertex's default)")
+        if not self.components or not all(isinstance(c, str) and c for c in self.components):
+            raise ConfigError(f"trainer.components: {self.components!r} must name one or more pipeline components")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"trainer.precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.image and not IMAGE_PATTERN.match(self.image):
+            raise ConfigError(f"trainer.image: {self.image!r} is not a container image reference")
+        if self.vertex_training:
+            if not PROJECT_PATTERN.match(self.project or ""):
+                raise ConfigError(f"trainer.project: {self.project!r}: trainer.vertex_training needs the Google "
+                                  "Cloud project id the training job runs in")
+            if not REGION_PATTERN.match(self.region or ""):
+                raise ConfigError(f"trainer.region: {self.region!r}: trainer.vertex_training needs a Vertex AI "
+                                  "region such as europe-west4")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything one pipeline run needs."""
 
     data: DataConfig
     model: ModelConfig = ModelConfig()
     gate: GateConfig = GateConfig()
+    trainer: TrainerConfig = TrainerConfig()
     pipeline_name: str = "rqvalue"
     output_dir: str = "runs"
     beam_args: Tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
@@ -267,6 +356,7 @@ def from_dict(values: Mapping[str, Any], base_dir: str = ".") -> RunConfig:
         "data": _build(DataConfig, data, "data"),
         "model": _build(ModelConfig, values.pop("model", {}) or {}, "model"),
         "gate": _build(GateConfig, values.pop("gate", {}) or {}, "gate"),
+        "trainer": _build(TrainerConfig, values.pop("trainer", {}) or {}, "trainer"),
     }
     top = _build(RunConfig, {**values, **sections}, "config")
     return top

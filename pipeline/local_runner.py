@@ -15,7 +15,7 @@ import absl.logging
 from tfx import v1 as tfx
 
 from components.feature_store_example_gen import IngestionSpec, input_fingerprint, latest_span, span_window
-from pipeline import artifact_check, mlmd, output_lock, preflight
+from pipeline import artifact_check, mlmd, output_lock, preflight, trainer_hardware
 from pipeline.config import RunConfig
 from pipeline.pipeline import create_pipeline
 
@@ -103,6 +103,9 @@ def _run_pipeline(config: RunConfig, report: Optional[Callable[[str], None]], sp
         report(f"  span {span}: prediction times in [{start.date()}, {end.date()}); "
                f"training window: the latest {config.data.window_spans} span(s)")
     pipeline = create_pipeline(config, fingerprint, span=span)
+    where = trainer_hardware.describe(config.trainer)
+    if where and report:
+        report(f"  {where}")
     # TFX reports component progress through absl's logger at INFO; route only that to `report`.
     # Libraries silence absl for a while and restore absl's verbosity flag, so set the flag too.
     # Each component's new artifacts get their manifest as soon as it finishes, so a run killed

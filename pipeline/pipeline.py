@@ -11,6 +11,11 @@ give Transform the rolling window of the latest data.window_spans spans and the 
 the spans seen before, and the Trainer the previous blessed model to warm-start from
 (components/span_resolvers.py). Transform, Trainer and Evaluator work on the window.
 
+The Trainer is TFX's own, or with trainer.vertex_training TFX's Google Cloud Trainer, which runs
+the same `run_fn` in a Vertex AI Training job; for Vertex AI Pipelines the Trainer task (and the
+components named in trainer.components) also carries the accelerator and CPU/memory limits
+(`pipeline.trainer_hardware`).
+
 `target="vertex"` builds the variant that TFX's Kubeflow V2 compiler accepts: it compiles only
 TFX's own latest-artifact and latest-blessed-model resolvers, so the baseline is TFX's latest
 blessed model and spans are not supported there.
@@ -24,6 +29,7 @@ from components.feature_store_example_gen import FeatureStoreExampleGen, Ingesti
 from components.label_rules import LabelRules
 from components.validation_gate import ValidationGate
 from models import preprocessing, trainer
+from pipeline import trainer_hardware
 from pipeline.config import ConfigError, RunConfig
 from pipeline.evaluation import eval_config
 
@@ -84,7 +90,8 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
         disable_statistics=True)
     transform.add_upstream_node(validation_gate)
 
-    trainer_component = tfx.components.Trainer(
+    trainer_component = trainer_hardware.trainer_component(
+        config,
         run_fn=RUN_FN,
         base_model=base_model,
         examples=transform.outputs["transformed_examples"],
@@ -116,11 +123,14 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
 
+    components = [example_gen, statistics_gen, *schema_nodes, example_validator, validation_gate, *span_nodes,
+                  transform, trainer_component, model_resolver, evaluator, pusher]
+    if target == "vertex":
+        trainer_hardware.apply_vertex_resources(components, config.trainer)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen, statistics_gen, *schema_nodes, example_validator, validation_gate, *span_nodes,
-                    transform, trainer_component, model_resolver, evaluator, pusher],
+        components=components,
         enable_cache=config.enable_cache,
         metadata_connection_config=(None if target == "vertex" else
                                     tfx.orchestration.metadata.sqlite_metadata_connection_config(

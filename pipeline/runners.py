@@ -39,6 +39,8 @@ import os
 import re
 from typing import Optional, Sequence, Tuple
 
+from pipeline import config as config_lib
+
 RUNNERS = ("direct", "dataflow")
 
 DIRECT_IN_MEMORY = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
@@ -46,11 +48,11 @@ DATAFLOW_MACHINE_TYPE = "e2-standard-4"  # 4 vCPU / 16 GB: TFT analyzers and TFM
 DATAFLOW_DISK_SIZE_GB = 50  # the TFX image is several GB; 25 GB (the default with Dataflow Shuffle) is tight
 KFP_INSTALL = 'pip install "kfp==2.5.0" "urllib3<2"'
 
-_PROJECT = re.compile(r"^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-_REGION = re.compile(r"^[a-z]+(-[a-z]+)+[0-9]+$")
-_GCS = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
-_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*[a-z0-9]$")
-_MACHINE = re.compile(r"^[a-z][a-z0-9-]*$")
+_PROJECT = config_lib.PROJECT_PATTERN
+_REGION = config_lib.REGION_PATTERN
+_GCS = config_lib.GCS_PATTERN
+_IMAGE = config_lib.IMAGE_PATTERN
+_MACHINE = config_lib.MACHINE_PATTERN
 
 
 class RunnerError(ValueError):
@@ -179,7 +181,9 @@ def compile_vertex(cfg, output_path: str, image: str) -> str:
         args, or direct inside the component's container). The data paths (Feast repo, spine,
         schema) are written into the spec as they are: they must be readable inside the image.
       output_path: the JSON file to write.
-      image: the pipeline image (docker/Dockerfile) every component container runs.
+      image: the pipeline image (docker/Dockerfile) every component container runs, but for the
+        Trainer task when cfg.trainer.image names another (e.g. the GPU image). The Trainer task
+        gets cfg.trainer's accelerator and CPU/memory limits (`pipeline.trainer_hardware`).
 
     Returns:
       output_path.
@@ -199,6 +203,7 @@ def compile_vertex(cfg, output_path: str, image: str) -> str:
     import dataclasses
 
     from components.feature_store_example_gen import IngestionSpec, input_fingerprint
+    from pipeline import trainer_hardware
     from pipeline.pipeline import create_pipeline
 
     if not _GCS.match(cfg.pipeline_root_uri or ""):
@@ -206,9 +211,11 @@ def compile_vertex(cfg, output_path: str, image: str) -> str:
                           "on Vertex AI Pipelines every component reads and writes its artifacts there")
     if not cfg.serving_uri:
         cfg = dataclasses.replace(cfg, serving_uri=cfg.pipeline_root_uri.rstrip("/") + "/serving")
+    cfg = trainer_hardware.trainer_image_or(cfg, image)
     pipeline = create_pipeline(cfg, fingerprint=input_fingerprint(IngestionSpec.from_data_config(cfg.data)),
                                target="vertex")
-    runner = KubeflowV2DagRunner(config=KubeflowV2DagRunnerConfig(default_image=image),
+    default_image = trainer_hardware.vertex_images(cfg.trainer, image)
+    runner = KubeflowV2DagRunner(config=KubeflowV2DagRunnerConfig(default_image=default_image),
                                  output_dir=os.path.dirname(os.path.abspath(output_path)),
                                  output_filename=os.path.basename(output_path))
     runner.run(pipeline, write_out=True)

@@ -24,6 +24,7 @@ def add_parsers(commands) -> None:
     run.add_argument("--span", type=int, help="with data.span_days > 0: ingest this span (YYYYMMDD of its "
                                               "first day) instead of the latest one in the spine")
     runner_options.add_runner_arguments(run)
+    runner_options.add_trainer_arguments(run)
     run.set_defaults(func=run_main)
 
     compile_ = commands.add_parser("compile", help="write the pipeline as a Vertex AI Pipelines job spec (JSON)")
@@ -36,6 +37,7 @@ def add_parsers(commands) -> None:
     _add_model_options(compile_, "override model.kind")
     compile_.add_argument("--no-cache", action="store_true", help="compile with caching off")
     runner_options.add_runner_arguments(compile_)
+    runner_options.add_trainer_arguments(compile_)
     compile_.set_defaults(func=compile_main)
 
 
@@ -78,6 +80,7 @@ def run_config(args: argparse.Namespace) -> config_lib.RunConfig:
         cfg = config_lib.replace(cfg, beam_args=beam_args)
     if args.pipeline_root:
         cfg = config_lib.replace(cfg, pipeline_root_uri=args.pipeline_root)
+    cfg = runner_options.apply_trainer_arguments(cfg, args)  # --trainer-* flags over the trainer: section
     runners.check_pipeline_root(cfg.beam_args, cfg.pipeline_root)
     return cfg
 

@@ -1,9 +1,12 @@
 """The Beam runner options of `rqvalue run`, `compile` and `schedule`, and their translation into
-`beam_pipeline_args` (`pipeline.runners.beam_args`)."""
+`beam_pipeline_args` (`pipeline.runners.beam_args`); the `--trainer-*` options of `run` and
+`compile` over the config's trainer section (`pipeline.trainer_hardware`)."""
 
 import argparse
-from typing import Tuple
+import dataclasses
+from typing import Any, Dict, Tuple
 
+from pipeline import config as config_lib
 from pipeline.runners import DATAFLOW_MACHINE_TYPE, RUNNERS, beam_args
 
 
@@ -56,3 +59,52 @@ def runner_argv(args: argparse.Namespace) -> Tuple[str, ...]:
     for arg in args.beam_arg or ():
         argv.append(f"--beam-arg={arg}")
     return tuple(argv)
+
+
+# -- where the Trainer runs and on what hardware: the config's trainer section ----------------------------
+
+_TRAINER_HELP = {
+    "accelerator": f"Vertex AI GPU type ({', '.join(config_lib.ACCELERATORS)})",
+    "accelerator_count": "GPUs per Trainer machine (default 1)",
+    "machine_type": "the Vertex AI Training job's machine (default n1-standard-8; A2 for A100, G2 for L4)",
+    "cpus": "Vertex AI Pipelines: CPU limit of the Trainer task",
+    "memory_gb": "Vertex AI Pipelines: memory limit of the Trainer task, in GB",
+    "components": "Vertex AI Pipelines: comma-separated components given these resources (default: Trainer)",
+    "precision": "float32 (default) or mixed_float16; the exported model is float32 either way",
+    "vertex_training": "run the Trainer as a Vertex AI Training custom job (needs a gs:// --pipeline-root)",
+    "project": "the Vertex AI Training job's Google Cloud project",
+    "region": "the Vertex AI Training job's region, e.g. europe-west4",
+    "image": "the Trainer's image (e.g. the GPU image, docker/gpu.Dockerfile); default: the pipeline image",
+}
+
+
+def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds one `--trainer-<field>` flag per field of the trainer section (`trainer_overrides` reads them)."""
+    group = parser.add_argument_group("Trainer hardware (the config's trainer: section; README, \"Train on GPU\")")
+    for field in dataclasses.fields(config_lib.TrainerConfig):  # annotations are strings (postponed evaluation)
+        flag, dest = "--trainer-" + field.name.replace("_", "-"), f"trainer_{field.name}"
+        if field.type == "bool":
+            group.add_argument(flag, action="store_const", const=True, dest=dest, help=_TRAINER_HELP[field.name])
+        else:
+            group.add_argument(flag, type={"int": int, "float": float}.get(field.type, str), dest=dest,
+                               metavar=field.name.upper(), help=_TRAINER_HELP[field.name])
+
+
+def trainer_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    """The trainer fields given as `--trainer-*` flags, for `config.replace(cfg, trainer=...)`; {} if none."""
+    values = {}
+    for field in dataclasses.fields(config_lib.TrainerConfig):
+        value = getattr(args, f"trainer_{field.name}", None)
+        if value is not None:
+            values[field.name] = tuple(v.strip() for v in value.split(",")) if field.name == "components" else value
+    return values
+
+
+def apply_trainer_arguments(cfg: config_lib.RunConfig, args: argparse.Namespace) -> config_lib.RunConfig:
+    """`cfg` with the `--trainer-*` flags of `args` applied over its trainer section.
+
+    Raises:
+      ConfigError: a flag's value is invalid; the message names the field (trainer.<field>).
+    """
+    overrides = trainer_overrides(args)
+    return config_lib.replace(cfg, trainer=overrides) if overrides else cfg

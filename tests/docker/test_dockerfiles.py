@@ -9,6 +9,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PIPELINE = os.path.join(ROOT, "docker", "Dockerfile")
 SERVING = os.path.join(ROOT, "docker", "serving.Dockerfile")
+GPU = os.path.join(ROOT, "docker", "gpu.Dockerfile")
 
 
 def instructions(path):
@@ -80,14 +81,14 @@ def env(path):
     return values
 
 
-@pytest.mark.parametrize("path", [PIPELINE, SERVING])
+@pytest.mark.parametrize("path", [PIPELINE, SERVING, GPU])
 def test_build_and_run_commands_are_documented_on_top(path):
     top = header(path)
     assert f"docker build -f docker/{os.path.basename(path)}" in top
     assert "docker run" in top
 
 
-@pytest.mark.parametrize("path", [PIPELINE, SERVING])
+@pytest.mark.parametrize("path", [PIPELINE, SERVING, GPU])
 def test_instructions_parse(path):
     known = {"FROM", "ARG", "ENV", "WORKDIR", "COPY", "RUN", "LABEL", "EXPOSE", "ENTRYPOINT", "CMD", "USER"}
     parsed = instructions(path)
@@ -135,7 +136,7 @@ def test_serving_image_serves_the_pushed_model_as_rqvalue():
     assert only("ARG", SERVING).startswith("MODEL_DIR=")
 
 
-@pytest.mark.parametrize("path", [PIPELINE, SERVING])
+@pytest.mark.parametrize("path", [PIPELINE, SERVING, GPU])
 def test_every_copy_source_exists(path):
     for keyword, rest in instructions(path):
         if keyword != "COPY":
@@ -146,7 +147,6 @@ def test_every_copy_source_exists(path):
             assert os.path.exists(os.path.join(ROOT, source)), f"{path}: COPY source {source!r} is missing"
 
 
-
 def test_pipeline_image_copies_every_package_the_project_installs():
     """Every top-level package of pyproject's package list is copied before `pip install .`."""
     with open(os.path.join(ROOT, "pyproject.toml")) as f:
@@ -155,3 +155,56 @@ def test_pipeline_image_copies_every_package_the_project_installs():
     packages = {name.strip().strip('"').rstrip("*") for name in listed.split(",") if name.strip()}
     copied = {shlex.split(rest)[0].rstrip("/") for kw, rest in instructions(PIPELINE) if kw == "COPY"}
     assert packages and packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
+
+
+# -- the GPU image -----------------------------------------------------------------------------------------
+
+def _project_version():
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:
+        return re.search(r'^version = "([^"]+)"', f.read(), re.M).group(1)
+
+
+def test_gpu_image_extends_the_pipeline_image_built_by_make():
+    default = only("ARG", GPU)
+    assert default == f"PIPELINE_IMAGE=rqvalue-pipeline:{_project_version()}"
+    assert only("FROM", GPU) == "${PIPELINE_IMAGE}"
+    assert [kw for kw, _ in instructions(GPU)][:2] == ["ARG", "FROM"]
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        makefile = f.read()
+    target = re.search(r"^image-gpu:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    pipeline_build, gpu_build = [line.strip() for line in target.splitlines()]
+    assert pipeline_build.startswith("docker build -f docker/Dockerfile -t rqvalue-pipeline:$(VERSION)")
+    assert gpu_build.startswith("docker build -f docker/gpu.Dockerfile "
+                                "--build-arg PIPELINE_IMAGE=rqvalue-pipeline:$(VERSION)")
+    assert re.search(r"^VERSION := .*pyproject.toml", makefile, re.M)
+    # The Beam SDK harness stays the entrypoint, as in the pipeline image.
+    assert not [kw for kw, _ in instructions(GPU) if kw in ("ENTRYPOINT", "CMD")]
+
+
+def test_gpu_image_installs_the_cuda_wheels_of_the_locked_tensorflow_and_nothing_else():
+    (run,) = [rest for keyword, rest in instructions(GPU) if keyword == "RUN"]
+    install = re.search(r"pip install (.*?) &&", run).group(1).split()
+    assert "-c" in install and install[install.index("-c") + 1] == "requirements.lock"  # the lock holds the rest
+    tensorflow = pins()["tensorflow"]
+    assert f'"tensorflow[and-cuda]=={tensorflow}"' in install
+
+
+def test_gpu_image_checks_the_cuda_build_of_the_locked_tensorflow():
+    import tensorflow as tf
+
+    build = tf.sysconfig.get_build_info()
+    (run,) = [rest for keyword, rest in instructions(GPU) if keyword == "RUN"]
+    expected = re.search(r"== \('([0-9.]+)', '([0-9]+)'\)", run).groups()
+    assert expected == (build["cuda_version"], build["cudnn_version"])
+    assert f"libcudnn.so.{build['cudnn_version']}" in run
+    assert f"libcudart.so.{build['cuda_version'].split('.')[0]}" in run
+
+
+def test_gpu_image_puts_the_linked_cuda_libraries_first_on_the_library_path():
+    (run,) = [rest for keyword, rest in instructions(GPU) if keyword == "RUN"]
+    folder = re.search(r"mkdir -p (\S+)", run).group(1)
+    assert f"os.path.join('{folder}'" in run
+    path = env(GPU)["LD_LIBRARY_PATH"]
+    assert path.split("$")[0] == folder
+    keywords = [kw for kw, _ in instructions(GPU)]
+    assert keywords.index("ENV") < keywords.index("RUN")  # the library checks in RUN see the path

@@ -88,3 +88,55 @@ def test_spans_from_yaml_take_a_bare_date_as_the_origin(tmp_path):
     cfg = config.load(str(path))
     assert (cfg.data.spans, cfg.data.span_days, cfg.data.span_origin, cfg.data.window_spans) == (True, 7, "2024-01-01", 3)
     assert not config.from_dict({"data": DATA}).data.spans
+
+
+# -- trainer: hardware, precision, Vertex AI Training --------------------------------------------------------
+
+VERTEX_JOB = {"vertex_training": True, "project": "my-project", "region": "europe-west4"}
+
+
+def test_trainer_section_defaults_to_float32_without_an_accelerator_or_a_job():
+    trainer = config.from_dict({"data": DATA}).trainer
+    assert (trainer.accelerator, trainer.precision, trainer.vertex_training) == ("", "float32", False)
+    assert trainer.components == ("Trainer",)
+
+
+def test_trainer_section_reads_from_yaml(tmp_path):
+    path = tmp_path / "own.yaml"
+    path.write_text(yaml.safe_dump({"data": DATA, "trainer": {
+        "accelerator": "NVIDIA_TESLA_T4", "accelerator_count": 2, "cpus": 8, "memory_gb": 30,
+        "components": ["Trainer", "Evaluator"], "precision": "mixed_float16", **VERTEX_JOB,
+        "image": "europe-west4-docker.pkg.dev/my-project/rqvalue/rqvalue-pipeline-gpu:0.1.0"}}))
+    trainer = config.load(str(path)).trainer
+    assert (trainer.accelerator, trainer.accelerator_count, trainer.cpus, trainer.memory_gb) == (
+        "NVIDIA_TESLA_T4", 2, 8, 30)
+    assert trainer.components == ("Trainer", "Evaluator") and trainer.precision == "mixed_float16"
+    assert trainer.vertex_training and trainer.region == "europe-west4"
+
+
+def test_accelerator_types_are_vertex_ai_names():
+    from google.cloud.aiplatform_v1.types import AcceleratorType
+    assert set(config.ACCELERATORS) <= set(AcceleratorType.__members__)
+    assert "NVIDIA_TESLA_K80" not in config.ACCELERATORS  # compute capability 3.7: not in TF 2.16's CUDA build
+
+
+@pytest.mark.parametrize("trainer, message", [
+    ({"accelerator": "nvidia-tesla-t4"}, r"trainer.accelerator: 'nvidia-tesla-t4' is not a Vertex AI GPU type"),
+    ({"accelerator": "TPU_V3"}, r"trainer.accelerator: 'TPU_V3'.*MirroredStrategy"),
+    ({"accelerator": "NVIDIA_TESLA_T4", "accelerator_count": 0}, r"trainer.accelerator_count: 0"),
+    ({"accelerator": "NVIDIA_TESLA_T4", "accelerator_count": 1.5}, r"trainer.accelerator_count: 1.5"),
+    ({"accelerator_count": 2}, r"trainer.accelerator_count: 2 GPUs asked for without a trainer.accelerator"),
+    ({"machine_type": "N1 Standard"}, r"trainer.machine_type: 'N1 Standard'"),
+    ({"cpus": -1}, r"trainer.cpus: -1"),
+    ({"memory_gb": "lots"}, r"trainer.memory_gb: 'lots'"),
+    ({"components": []}, r"trainer.components"),
+    ({"precision": "float16"}, r"trainer.precision: 'float16' is not one of float32, mixed_float16"),
+    ({"precision": "mixed_bfloat16"}, r"trainer.precision"),
+    ({"image": "has space:1"}, r"trainer.image: 'has space:1'"),
+    ({"vertex_training": True, "region": "europe-west4"}, r"trainer.project: '': trainer.vertex_training"),
+    ({**VERTEX_JOB, "region": "europe"}, r"trainer.region: 'europe': trainer.vertex_training"),
+    ({"gpus": 1}, r"trainer: unknown field\(s\) \['gpus'\]"),
+])
+def test_bad_trainer_section_names_the_field(trainer, message):
+    with pytest.raises(config.ConfigError, match=message):
+        config.from_dict({"data": DATA, "trainer": trainer})

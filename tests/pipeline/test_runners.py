@@ -307,3 +307,85 @@ def test_compile_vertex_refuses_spans_and_says_why(vertex_data, tmp_path):
                                pipeline_root_uri="gs://my-bucket/rqvalue")
     with pytest.raises(config_lib.ConfigError, match="data.span_days.*Vertex"):
         runners.compile_vertex(cfg, str(tmp_path / "pipeline.json"), IMAGE)
+
+
+# -- Vertex: the Trainer's hardware ----------------------------------------------------------------------
+
+GPU_IMAGE = "europe-docker.pkg.dev/my-project/rqvalue/rqvalue-pipeline-gpu:0.1.0"
+T4 = dict(accelerator="NVIDIA_TESLA_T4", accelerator_count=2, cpus=8, memory_gb=30)
+
+
+def _compiled(vertex_data, tmp_path, name, **trainer):
+    """The job spec of the pipeline compiled with these trainer settings: (executors, tasks, components)."""
+    import json
+
+    from pipeline import config as config_lib
+
+    cfg = config_lib.RunConfig(data=vertex_data, output_dir=str(tmp_path), pipeline_root_uri="gs://my-bucket/rqvalue",
+                               trainer=config_lib.TrainerConfig(**trainer))
+    spec = json.loads(open(runners.compile_vertex(cfg, str(tmp_path / f"{name}.json"), IMAGE)).read())["pipelineSpec"]
+    return spec["deploymentSpec"]["executors"], spec["root"]["dag"]["tasks"], spec["components"]
+
+
+@pytest.fixture(scope="module")
+def plain_vertex_spec(vertex_data, tmp_path_factory):
+    return _compiled(vertex_data, tmp_path_factory.mktemp("plain"), "plain")
+
+
+def _unchanged_but(plain, other, changed):
+    """Every executor, task and component of `other` equals `plain`'s, except those named in `changed`."""
+    for part_plain, part_other in zip(plain, other):
+        assert set(part_plain) == set(part_other)
+        for key in part_plain:
+            if not any(key.startswith(name) for name in changed):
+                assert part_other[key] == part_plain[key], key
+
+
+def test_compile_vertex_gives_the_trainer_task_its_gpus_and_leaves_every_other_task_unchanged(
+        vertex_data, plain_vertex_spec, tmp_path):
+    executors, tasks, components = _compiled(vertex_data, tmp_path, "t4", image=GPU_IMAGE, **T4)
+    trainer = executors["Trainer_executor"]["container"]
+    assert trainer["resources"] == {"accelerator": {"type": "NVIDIA_TESLA_T4", "count": "2"},
+                                    "cpuLimit": 8.0, "memoryLimit": 30.0}
+    assert trainer["image"] == GPU_IMAGE
+    assert "resources" not in plain_vertex_spec[0]["Trainer_executor"]["container"]
+    others = {name: e["container"] for name, e in executors.items() if name != "Trainer_executor" and "container" in e}
+    assert others and all("resources" not in c and c["image"] == IMAGE for c in others.values())
+    _unchanged_but(plain_vertex_spec, (executors, tasks, components), changed=("Trainer",))
+    # Apart from its resources and image, the Trainer task is the plain one.
+    del trainer["resources"]
+    trainer["image"] = IMAGE
+    assert executors["Trainer_executor"] == plain_vertex_spec[0]["Trainer_executor"]
+
+
+def test_compile_vertex_gives_the_resources_to_further_components_when_asked(vertex_data, plain_vertex_spec, tmp_path):
+    executors, tasks, components = _compiled(vertex_data, tmp_path, "eval", components=("Trainer", "Evaluator"),
+                                             accelerator="NVIDIA_L4")
+    for name in ("Trainer_executor", "Evaluator_executor"):
+        assert executors[name]["container"]["resources"] == {"accelerator": {"type": "NVIDIA_L4", "count": "1"}}
+    _unchanged_but(plain_vertex_spec, (executors, tasks, components), changed=("Trainer", "Evaluator"))
+
+
+def test_compile_vertex_with_a_vertex_training_job_keeps_the_gpus_off_the_launching_task(
+        vertex_data, plain_vertex_spec, tmp_path):
+    import json
+
+    executors, tasks, components = _compiled(vertex_data, tmp_path, "job", image=GPU_IMAGE, vertex_training=True,
+                                             project="my-project", region="europe-west4", **T4)
+    trainer = executors["Trainer_executor"]["container"]
+    assert "resources" not in trainer and trainer["image"] == IMAGE  # it only submits the job and waits
+    assert trainer["args"][1] == "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
+    custom_config = json.loads(tasks["Trainer"]["inputs"]["parameters"]["custom_config"]["runtimeValue"]
+                               ["constantValue"]["stringValue"])
+    (pool,) = custom_config["ai_platform_training_args"]["job_spec"]["worker_pool_specs"]
+    assert pool["machine_spec"] == {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4",
+                                    "accelerator_count": 2}
+    assert pool["container_spec"] == {"image_uri": GPU_IMAGE}
+    _unchanged_but(plain_vertex_spec, (executors, tasks, components), changed=("Trainer",))
+
+
+def test_compile_vertex_names_an_unknown_component_for_the_resources(vertex_data, tmp_path):
+    from pipeline import config as config_lib
+
+    with pytest.raises(config_lib.ConfigError, match=r"trainer.components: \['Tuner'\] not in this pipeline"):
+        _compiled(vertex_data, tmp_path, "tuner", components=("Trainer", "Tuner"), accelerator="NVIDIA_L4")
