@@ -73,6 +73,12 @@ def run(config: RunConfig, report: Optional[Callable[[str], None]] = print,
         report(f"  span {span}: prediction times in [{start.date()}, {end.date()}); "
                f"training window: the latest {config.data.window_spans} span(s)")
     pipeline = create_pipeline(config, fingerprint, span=span)
+    run_with_progress(pipeline, report)
+    return mlmd.latest_result(config.metadata_path)
+
+
+def run_with_progress(pipeline, report: Optional[Callable[[str], None]]) -> None:
+    """Runs a pipeline with LocalDagRunner, sending one line per component start and end to `report`."""
     # TFX reports component progress through absl's logger at INFO; route only that to `report`.
     # Libraries silence absl for a while and restore absl's verbosity flag, so set the flag too.
     handler = _ProgressHandler(report or (lambda _: None))
@@ -88,4 +94,18 @@ def run(config: RunConfig, report: Optional[Callable[[str], None]] = print,
         absl_logger.removeHandler(handler)
         absl_logger.propagate = saved_propagate
         absl.logging.set_verbosity(saved_verbosity)
-    return mlmd.latest_result(config.metadata_path)
+
+
+def run_scoring(config: RunConfig, scoring_run, report: Optional[Callable[[str], None]] = print):
+    """Runs the scoring pipeline (`pipeline.scoring`) once and returns what it wrote (`mlmd_scoring.Scoring`).
+
+    Args:
+      config: the run configuration of the training runs.
+      scoring_run: a `pipeline.scoring.ScoringRun`.
+      report: where progress lines go (None: nowhere).
+    """
+    from pipeline import mlmd_scoring, scoring
+
+    os.makedirs(scoring.scoring_dir(config), exist_ok=True)
+    run_with_progress(scoring.create_scoring_pipeline(config, scoring_run), report)
+    return mlmd_scoring.scorings(scoring.metadata_path(config))[-1]

@@ -1,0 +1,75 @@
+"""TFX's BulkInferrer for scoring: the serving signature on every scoring example, predictions appended to it.
+
+The component is TFX's `BulkInferrer` (Beam: DirectRunner here, Dataflow with the same runner
+options) with one change to its executor: the inference batches have bounds. Beam's adaptive
+batching otherwise grows batches until one takes about a second, up to 10,000 examples, and the
+serving signature's memory grows with the batch (RQ-Reg's tree decoding holds every code path of
+every example). The serving signature is `serving_default`: serialized raw tf.Examples in (input
+`examples`), `prediction`, `median`, `lower`, `upper` (and RQ-Reg's `codes`) out; each output is
+written into the example as the float (codes: int64) feature `OUTPUT_PREFIX + key`.
+"""
+
+from typing import Sequence
+
+from tfx import v1 as tfx
+from tfx.components.bulk_inferrer import executor as bulk_inferrer_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import bulk_inferrer_pb2
+
+from components.scoring_example_gen import SCORE_SPLIT
+
+SIGNATURE = "serving_default"
+OUTPUT_PREFIX = "rqvalue_scored_"  # keeps an output from clashing with a feature of the same name
+MIN_BATCH = 256
+MAX_BATCH = 1024  # examples per call of the serving signature: bounds its memory
+
+
+class BoundedBatchExecutor(bulk_inferrer_executor.Executor):
+    """BulkInferrer's executor with inference batches of MIN_BATCH..MAX_BATCH examples."""
+
+    def _get_inference_spec(self, model_path, exec_properties):
+        spec = super()._get_inference_spec(model_path, exec_properties)
+        spec.batch_parameters.min_batch_size = MIN_BATCH
+        spec.batch_parameters.max_batch_size = MAX_BATCH
+        return spec
+
+
+class BoundedBulkInferrer(tfx.components.BulkInferrer):
+    """TFX's BulkInferrer component running `BoundedBatchExecutor`."""
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(BoundedBatchExecutor)
+
+
+def output_example_spec(output_keys: Sequence[str]) -> bulk_inferrer_pb2.OutputExampleSpec:
+    """Every signature output `key` -> the example feature `OUTPUT_PREFIX + key`."""
+    columns = [bulk_inferrer_pb2.PredictOutputCol(output_key=key, output_column=OUTPUT_PREFIX + key)
+               for key in output_keys]
+    return bulk_inferrer_pb2.OutputExampleSpec(output_columns_spec=[
+        bulk_inferrer_pb2.OutputColumnsSpec(predict_output=bulk_inferrer_pb2.PredictOutput(output_columns=columns))])
+
+
+def scoring_inferrer(examples, model, output_keys: Sequence[str]) -> BoundedBulkInferrer:
+    """The BulkInferrer node: the 'score' split of `examples` through `model`'s serving signature.
+
+    Args:
+      examples: channel of the scoring Examples (ScoringExampleGen).
+      model: channel of the Model to score with (its Format-Serving SavedModel).
+      output_keys: the serving signature's outputs (`signature_outputs`).
+    """
+    return BoundedBulkInferrer(
+        examples=examples,
+        model=model,
+        data_spec=bulk_inferrer_pb2.DataSpec(example_splits=[SCORE_SPLIT]),
+        model_spec=bulk_inferrer_pb2.ModelSpec(model_signature_name=[SIGNATURE]),
+        output_example_spec=output_example_spec(output_keys)).with_id("BulkInferrer")
+
+
+def signature_outputs(saved_model_dir: str) -> Sequence[str]:
+    """The output keys of the SavedModel's serving signature, read from saved_model.pb without loading it."""
+    from tensorflow.python.saved_model import loader_impl
+
+    saved_model = loader_impl.parse_saved_model(saved_model_dir)
+    signatures = saved_model.meta_graphs[0].signature_def
+    if SIGNATURE not in signatures:
+        raise ValueError(f"model {saved_model_dir!r} has no {SIGNATURE!r} signature (it has {sorted(signatures)})")
+    return sorted(signatures[SIGNATURE].outputs)
