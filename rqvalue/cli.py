@@ -1,6 +1,7 @@
 """The `rqvalue` command line (each command lives in a module of its own).
 
   rqvalue run      run the pipeline on an embedded data set or one's own (--config)
+  rqvalue predict  score every entity as of a time with the pushed model, into Parquet and Feast
   rqvalue inspect  what each run produced, from ML Metadata (runs, artifacts, metrics, codebook, ...)
   rqvalue report   one self-contained HTML report of a run's evaluation, with plots
   rqvalue compile  the pipeline as a Vertex AI Pipelines (Kubeflow V2) job spec
@@ -17,7 +18,7 @@ from rqvalue import console
 
 
 def parser() -> argparse.ArgumentParser:
-    from rqvalue import run, schedule
+    from rqvalue import predict, run, schedule
     from rqvalue.bench import command as bench
     from rqvalue.inspect import command as inspect
     from rqvalue.report import command as report
@@ -27,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = root.add_subparsers(dest="command", required=True)
     run.add_parsers(commands)
+    predict.add_parser(commands)
     inspect.add_parser(commands)
     report.add_parser(commands)
     schedule.add_parser(commands)

@@ -15,21 +15,23 @@ def add_parsers(commands) -> None:
     """Registers `run` and `compile` on the `rqvalue` sub-command parsers."""
     run = commands.add_parser("run", help="run the pipeline: Feast -> validation -> Transform -> Trainer "
                                           "-> Evaluator -> Pusher")
-    _add_source_options(run, "YAML config for one's own Feast repo, spine and label "
-                             "(template: pipeline/configs/own_data.yaml)")
+    add_source_options(run, "YAML config for one's own Feast repo, spine and label "
+                            "(template: pipeline/configs/own_data.yaml)")
     run.add_argument("--output-dir", default="runs",
                      help="folder for ML Metadata, the pipeline root and the serving models (default: runs)")
     _add_model_options(run, "override model.kind (default: rqreg)")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
     run.add_argument("--span", type=int, help="with data.span_days > 0: ingest this span (YYYYMMDD of its "
                                               "first day) instead of the latest one in the spine")
+    run.add_argument("--then-predict", action="store_true",
+                     help="after the run, score every entity as of now with the latest pushed model (rqvalue predict)")
     runner_options.add_runner_arguments(run)
     run.set_defaults(func=run_main)
 
     compile_ = commands.add_parser("compile", help="write the pipeline as a Vertex AI Pipelines job spec (JSON)")
     compile_.add_argument("--target", choices=("vertex",), default="vertex",
                           help="orchestrator to compile for (vertex: TFX's Kubeflow V2 runner)")
-    _add_source_options(compile_, "YAML config of one's own data (its paths must be readable on Vertex: gs://)")
+    add_source_options(compile_, "YAML config of one's own data (its paths must be readable on Vertex: gs://)")
     compile_.add_argument("--output", default="pipeline.json", help="JSON file to write (default: pipeline.json)")
     compile_.add_argument("--image", required=True, help="pipeline image every component runs (docker/Dockerfile)")
     compile_.add_argument("--output-dir", default="runs", help="folder for an embedded data set's files")
@@ -39,7 +41,8 @@ def add_parsers(commands) -> None:
     compile_.set_defaults(func=compile_main)
 
 
-def _add_source_options(parser: argparse.ArgumentParser, config_help: str) -> None:
+def add_source_options(parser: argparse.ArgumentParser, config_help: str) -> None:
+    """--dataset (an embedded data set) or --config (one's own data)."""
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dataset", choices=datasets.NAMES, default="cdnow",
                         help="embedded data set (default: cdnow, the CDNOW purchase log)")
@@ -115,4 +118,8 @@ def run_main(args: argparse.Namespace) -> int:
     print(f"pushed model: {result.pushed_model or 'none (not blessed)'}")
     if result.serving_model and result.serving_model != result.pushed_model:
         print(f"serving model (unchanged): {result.serving_model}")
+    if args.then_predict:
+        from rqvalue import predict
+
+        return predict.score_and_report(cfg)
     return 0
