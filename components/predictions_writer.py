@@ -1,11 +1,12 @@
-"""PredictionsWriter: BulkInferrer's scored examples -> Parquet and a Feast feature view in the online store.
+"""PredictionsWriter: BulkInferrer's PredictionLogs -> Parquet and a Feast feature view in the online store.
 
 Parquet: one folder per as-of time, `<predictions_dir>/<view>/asof-<YYYYmmddTHHMMSSZ>/part-00000.parquet`,
 with the entity column(s) (the Feast join keys, in their Feast type), `as_of`, `prediction`,
 `median`, `lower`, `upper` (float32, label units), `rq_codes` (RQ-Reg: the greedy codes, coarse to
 fine), `model_version` and `run_id`. The folder of an as-of time is written aside and swapped in
 whole, so scoring the same as-of time again replaces its rows: they are never duplicated, and a
-reader never sees half a partition. Examples are read, and Parquet written, `batch_rows` at a time.
+reader never sees half a partition. PredictionLogs are read, and Parquet written, `batch_rows` at a
+time.
 
 Feast: the feature view `<view>` over `<predictions_dir>/<view>/` (timestamp field `as_of`, no TTL:
 the latest scoring at or before a time counts, however old) is applied to the user's Feast repo
@@ -36,8 +37,7 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.bulk_scoring import OUTPUT_PREFIX
-from components.scoring_example_gen import MISSING_FILE, SCORE_SPLIT
+from components.scoring_example_gen import MISSING_FILE
 
 AS_OF = "as_of"
 VALUE_COLUMNS = ("prediction", "median", "lower", "upper")  # the serving contract's value outputs
@@ -121,29 +121,48 @@ def _entity_values(text: np.ndarray, entity) -> np.ndarray:
     return values.astype(object)
 
 
-def scored_batches(split_dir: str, spec: WriterSpec, entities: Mapping[str, Any],
+def _values(tensor, dtype) -> np.ndarray:
+    """The values of a TensorProto (packed `tensor_content` or the typed value list)."""
+    if tensor.tensor_content:
+        return np.frombuffer(tensor.tensor_content, dtype=dtype)
+    return np.asarray(tensor.float_val if dtype == np.float32 else tensor.int64_val, dtype=dtype)
+
+
+def scored_batches(result_dir: str, spec: WriterSpec, entities: Mapping[str, Any],
                    run_id: str) -> Iterator[pd.DataFrame]:
-    """The scored examples of `split_dir` as prediction rows, `spec.batch_rows` at a time."""
-    files = sorted(tf.io.gfile.glob(os.path.join(split_dir, "*")))
+    """BulkInferrer's PredictionLogs in `result_dir` as prediction rows, `spec.batch_rows` at a time.
+
+    Each log holds the scored example (its entity columns are read back from it) and the serving
+    signature's outputs for it.
+    """
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    files = sorted(tf.io.gfile.glob(os.path.join(result_dir, "prediction_logs*")))
     if not files:
-        raise ValueError(f"no scored examples in {split_dir}")
+        raise ValueError(f"no prediction logs in {result_dir}")
     parse = {c: tf.io.FixedLenFeature([], tf.string) for c in spec.entity_columns}
-    parse.update({OUTPUT_PREFIX + key: tf.io.FixedLenFeature([], tf.float32)
-                  for key in VALUE_COLUMNS if key in spec.output_keys})
+    keys = [key for key in VALUE_COLUMNS if key in spec.output_keys]
     codes = CODES_OUTPUT in spec.output_keys
-    if codes:
-        parse[OUTPUT_PREFIX + CODES_OUTPUT] = tf.io.VarLenFeature(tf.int64)
     as_of = spec.as_of_time
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(spec.batch_rows)
-    for serialized in dataset:
-        parsed = tf.io.parse_example(serialized, parse)
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(spec.batch_rows):
+        records = batch.numpy()
+        values = {key: np.empty(len(records), dtype=np.float32) for key in keys}
+        code_rows, examples = [], []
+        for i, record in enumerate(records):
+            log = prediction_log_pb2.PredictionLog.FromString(record).predict_log
+            outputs = log.response.outputs
+            for key, column in values.items():
+                column[i] = _values(outputs[key], np.float32)[0]
+            if codes:
+                code_rows.append(_values(outputs[CODES_OUTPUT], np.int64))
+            examples.append(next(iter(log.request.inputs.values())).string_val[0])
+        parsed = tf.io.parse_example(examples, parse)
         frame = pd.DataFrame({c: _entity_values(parsed[c].numpy(), entities[c]) for c in spec.entity_columns})
         frame[AS_OF] = as_of
-        for key in VALUE_COLUMNS:
-            if key in spec.output_keys:
-                frame[key] = parsed[OUTPUT_PREFIX + key].numpy()
+        for key, column in values.items():
+            frame[key] = column
         if codes:
-            frame[CODES_COLUMN] = list(tf.sparse.to_dense(parsed[OUTPUT_PREFIX + CODES_OUTPUT]).numpy())
+            frame[CODES_COLUMN] = code_rows
         frame[MODEL_VERSION] = spec.model_version
         frame[RUN_ID] = run_id
         yield frame
@@ -219,7 +238,7 @@ def write_online(store, spec: WriterSpec, partition: str) -> int:
     return rows
 
 
-def write_predictions(spec: WriterSpec, split_dir: str, run_id: str) -> Dict[str, Any]:
+def write_predictions(spec: WriterSpec, result_dir: str, run_id: str) -> Dict[str, Any]:
     """Parquet partition, Feast view, online store (see the module docstring).
 
     Returns:
@@ -229,7 +248,7 @@ def write_predictions(spec: WriterSpec, split_dir: str, run_id: str) -> Dict[str
 
     store = FeatureStore(repo_path=spec.feast_repo)
     entities = entity_types(store, spec.entity_columns)
-    written = write_partition(scored_batches(split_dir, spec, entities, run_id), spec)
+    written = write_partition(scored_batches(result_dir, spec, entities, run_id), spec)
     store.apply(list(predictions_view(spec, entities)))
     latest = max(partitions(spec.view_dir))
     written["online_rows"] = write_online(store, spec, written["path"]) if spec.as_of_time >= latest else 0
@@ -240,7 +259,7 @@ def write_predictions(spec: WriterSpec, split_dir: str, run_id: str) -> Dict[str
 class PredictionsWriterSpec(ComponentSpec):
     PARAMETERS = {"spec_json": ExecutionParameter(type=str)}
     INPUTS = {
-        "scored_examples": ChannelParameter(type=standard_artifacts.Examples),
+        "inference_result": ChannelParameter(type=standard_artifacts.InferenceResult),
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "model": ChannelParameter(type=standard_artifacts.Model),
     }
@@ -253,11 +272,11 @@ class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
         spec = WriterSpec.from_json(exec_properties["spec_json"])
-        scored = artifact_utils.get_single_instance(input_dict["scored_examples"])
+        inference = artifact_utils.get_single_instance(input_dict["inference_result"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         model = artifact_utils.get_single_instance(input_dict["model"])
         run_id = (self._context.pipeline_run_id if self._context else None) or "unknown"
-        result = write_predictions(spec, artifact_utils.get_split_uri([scored], SCORE_SPLIT), run_id)
+        result = write_predictions(spec, inference.uri, run_id)
         predictions = artifact_utils.get_single_instance(output_dict["predictions"])
         record(predictions, spec, result, run_id, examples, model)
 
@@ -279,12 +298,12 @@ def record(predictions: types.Artifact, spec: WriterSpec, result: Mapping[str, A
 
 
 class PredictionsWriter(base_component.BaseComponent):
-    """TFX component: scored examples -> Parquet partition + Feast view + online store (module docstring)."""
+    """TFX component: PredictionLogs -> Parquet partition + Feast view + online store (module docstring)."""
 
     SPEC_CLASS = PredictionsWriterSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, scored_examples, examples, model, spec: WriterSpec):
+    def __init__(self, inference_result, examples, model, spec: WriterSpec):
         super().__init__(spec=PredictionsWriterSpec(
-            scored_examples=scored_examples, examples=examples, model=model, spec_json=spec.to_json(),
+            inference_result=inference_result, examples=examples, model=model, spec_json=spec.to_json(),
             predictions=types.Channel(type=Predictions)))

@@ -94,10 +94,9 @@ def create_scoring_pipeline(config: RunConfig, run: ScoringRun) -> tfx.dsl.Pipel
         chunk_rows=config.scoring.chunk_rows).to_json())
     model = tfx.dsl.Importer(source_uri=run.model_uri, artifact_type=tfx.types.standard_artifacts.Model,
                              reimport=False).with_id("pushed_model_importer")
-    inferrer = bulk_scoring.scoring_inferrer(example_gen.outputs["examples"], model.outputs["result"],
-                                             run.output_keys)
+    inferrer = bulk_scoring.scoring_inferrer(example_gen.outputs["examples"], model.outputs["result"])
     writer = PredictionsWriter(
-        scored_examples=inferrer.outputs["output_examples"], examples=example_gen.outputs["examples"],
+        inference_result=inferrer.outputs["inference_result"], examples=example_gen.outputs["examples"],
         model=model.outputs["result"],
         spec=WriterSpec(feast_repo=data.feast_repo, entity_columns=tuple(data.entity_columns),
                         view_name=view_name(config), predictions_dir=predictions_dir(config), as_of=run.as_of,

@@ -1,4 +1,4 @@
-"""Predictions: one Parquet partition per as-of time, replaced whole on re-scoring; the latest time online."""
+"""Predictions from BulkInferrer's logs: one Parquet partition per as-of time, replaced whole on re-scoring; the latest time online."""
 
 import os
 
@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 from feast import FeatureStore
+from tensorflow_serving.apis import prediction_log_pb2
 
 from components import predictions_writer as writer
-from components.bulk_scoring import OUTPUT_PREFIX
 from pipeline import datasets
 
 KEYS = ("codes", "lower", "median", "prediction", "upper")
@@ -21,18 +21,24 @@ def repo(tmp_path_factory):
 
 
 def _scored(directory, ids, offset):
-    """BulkInferrer-style output examples: the entity plus one feature per serving output."""
+    """BulkInferrer's inference result: one PredictionLog per example, as tfx_bsl writes it for a
+    predict signature (each output of the row as a [1, ...] tensor)."""
     os.makedirs(directory, exist_ok=True)
-    with tf.io.TFRecordWriter(os.path.join(directory, "examples-00000-of-00001.gz"), options="GZIP") as out:
+    with tf.io.TFRecordWriter(os.path.join(directory, "prediction_logs-00000-of-00001.gz"), options="GZIP") as out:
         for i in ids:
             example = tf.train.Example()
-            feature = example.features.feature
-            feature["customer_id"].bytes_list.value.append(str(i).encode())
-            feature["channel"].bytes_list.value.append(b"email")
-            for key in ("prediction", "median", "lower", "upper"):
-                feature[OUTPUT_PREFIX + key].float_list.value.append(float(i) + offset)
-            feature[OUTPUT_PREFIX + "codes"].int64_list.value.extend([i % 4, 1, 0])
-            out.write(example.SerializeToString())
+            example.features.feature["customer_id"].bytes_list.value.append(str(i).encode())
+            example.features.feature["channel"].bytes_list.value.append(b"email")
+            log = prediction_log_pb2.PredictionLog()
+            request = log.predict_log.request.inputs["examples"]
+            request.dtype = tf.string.as_datatype_enum
+            request.string_val.append(example.SerializeToString())
+            outputs = {key: np.float32(i + offset) for key in ("prediction", "median", "lower", "upper")}
+            outputs["codes"] = np.array([i % 4, 1, 0], dtype=np.int64)
+            for key, value in outputs.items():
+                log.predict_log.response.outputs[key].CopyFrom(
+                    tf.make_tensor_proto(value, shape=np.expand_dims(value, 0).shape))
+            out.write(log.SerializeToString())
     return directory
 
 
