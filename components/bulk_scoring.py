@@ -4,7 +4,9 @@ The component is TFX's `BulkInferrer` (Beam: DirectRunner here, Dataflow with th
 options) with one change to its executor: the inference batches have bounds. Beam's adaptive
 batching otherwise grows batches until one takes about a second, up to 10,000 examples, and the
 serving signature's memory grows with the batch (RQ-Reg's tree decoding holds every code path of
-every example). The serving signature is `serving_default`: serialized raw tf.Examples in (input
+every example). The bounds go into the InferenceSpecType's `batch_parameters`, which tfx_bsl 1.16
+drops on the way to Beam (its `_ModelHandlerWrapper` does not pass on the wrapped handler's
+`batch_elements_kwargs`): while the executor builds its Beam pipeline, the wrapper forwards them. The serving signature is `serving_default`: serialized raw tf.Examples in (input
 `examples`), `prediction`, `median`, `lower`, `upper` (and RQ-Reg's `codes`) out.
 
 Its output is the `inference_result`: one PredictionLog per example, holding the example and the
@@ -14,6 +16,7 @@ time in Python, cost about as much as the inference itself (measured: 13 s of 60
 examples), and reading the logs in the writer costs a fifth of it.
 """
 
+import contextlib
 from typing import Sequence
 
 from tfx import v1 as tfx
@@ -29,6 +32,23 @@ MIN_BATCH = 256
 MAX_BATCH = 1024  # examples per call of the serving signature: bounds its memory
 
 
+@contextlib.contextmanager
+def forwarded_batch_parameters():
+    """Makes tfx_bsl's model-handler wrapper pass on the wrapped handler's batch parameters (see above)."""
+    from tfx_bsl.beam import run_inference
+
+    wrapper = run_inference._ModelHandlerWrapper
+    saved = wrapper.__dict__.get("batch_elements_kwargs")
+    wrapper.batch_elements_kwargs = lambda self: self._model_handler.batch_elements_kwargs()
+    try:
+        yield
+    finally:
+        if saved is None:
+            del wrapper.batch_elements_kwargs
+        else:
+            wrapper.batch_elements_kwargs = saved
+
+
 class BoundedBatchExecutor(bulk_inferrer_executor.Executor):
     """BulkInferrer's executor with inference batches of MIN_BATCH..MAX_BATCH examples."""
 
@@ -37,6 +57,10 @@ class BoundedBatchExecutor(bulk_inferrer_executor.Executor):
         spec.batch_parameters.min_batch_size = MIN_BATCH
         spec.batch_parameters.max_batch_size = MAX_BATCH
         return spec
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        with forwarded_batch_parameters():
+            return super().Do(input_dict, output_dict, exec_properties)
 
 
 class BoundedBulkInferrer(tfx.components.BulkInferrer):

@@ -152,7 +152,8 @@ def scored_batches(result_dir: str, spec: WriterSpec, entities: Mapping[str, Any
             log = prediction_log_pb2.PredictionLog.FromString(record).predict_log
             outputs = log.response.outputs
             for key, column in values.items():
-                column[i] = _values(outputs[key], np.float32)[0]
+                tensor = outputs[key]
+                column[i] = tensor.float_val[0] if tensor.float_val else _values(tensor, np.float32)[0]
             if codes:
                 code_rows.append(_values(outputs[CODES_OUTPUT], np.int64))
             examples.append(next(iter(log.request.inputs.values())).string_val[0])

@@ -1,8 +1,8 @@
 """The scoring pipeline's shape, where it writes, and BulkInferrer's bounded batches."""
 
 import json
-import os
 
+import pytest
 import tensorflow as tf
 from tfx.proto import bulk_inferrer_pb2
 from tfx.utils import proto_utils
@@ -61,7 +61,9 @@ def test_bulk_inferrer_scores_the_score_split_with_the_serving_signature_in_boun
     assert (spec.batch_parameters.min_batch_size, spec.batch_parameters.max_batch_size) == (256, 1024)
 
 
-def test_signature_outputs_are_read_without_loading_the_model(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A SavedModel with the serving contract's signature (zeros for every output)."""
     module = tf.Module()
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
@@ -69,9 +71,13 @@ def test_signature_outputs_are_read_without_loading_the_model(tmp_path):
         n = tf.shape(examples)[0]
         return {"prediction": tf.zeros([n]), "median": tf.zeros([n]), "lower": tf.zeros([n]), "upper": tf.zeros([n])}
 
-    path = os.path.join(tmp_path, "model")
+    path = str(tmp_path_factory.mktemp("model") / "model")
     tf.saved_model.save(module, path, signatures={"serving_default": serve})
-    assert bulk_scoring.signature_outputs(path) == ["lower", "median", "prediction", "upper"]
+    return path
+
+
+def test_signature_outputs_are_read_without_loading_the_model(tiny_model):
+    assert bulk_scoring.signature_outputs(tiny_model) == ["lower", "median", "prediction", "upper"]
 
 
 def test_scoring_settings_come_from_the_config_file():
@@ -87,3 +93,16 @@ def test_scoring_settings_come_from_the_config_file():
             assert message in str(e)
         else:
             raise AssertionError(f"{bad} accepted")
+
+
+def test_the_batch_bounds_reach_beam(tiny_model):
+    # tfx_bsl's wrapper drops the handler's batch parameters unless the executor forwards them.
+    from tfx_bsl.beam import run_inference
+
+    spec = bulk_scoring.BoundedBatchExecutor()._get_inference_spec(
+        tiny_model, {"model_spec": proto_utils.proto_to_json(bulk_inferrer_pb2.ModelSpec())})
+    wrapped = run_inference._ModelHandlerWrapper(run_inference._PredictModelHandler(spec, None))
+    assert wrapped.batch_elements_kwargs() == {}
+    with bulk_scoring.forwarded_batch_parameters():
+        assert wrapped.batch_elements_kwargs() == {"min_batch_size": 256, "max_batch_size": 1024}
+    assert wrapped.batch_elements_kwargs() == {}
