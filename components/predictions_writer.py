@@ -37,6 +37,7 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from components import prediction_logs
 from components.scoring_example_gen import MISSING_FILE
 
 AS_OF = "as_of"
@@ -121,49 +122,29 @@ def _entity_values(text: np.ndarray, entity) -> np.ndarray:
     return values.astype(object)
 
 
-def _values(tensor, dtype) -> np.ndarray:
-    """The values of a TensorProto (packed `tensor_content` or the typed value list)."""
-    if tensor.tensor_content:
-        return np.frombuffer(tensor.tensor_content, dtype=dtype)
-    return np.asarray(tensor.float_val if dtype == np.float32 else tensor.int64_val, dtype=dtype)
-
-
 def scored_batches(result_dir: str, spec: WriterSpec, entities: Mapping[str, Any],
                    run_id: str) -> Iterator[pd.DataFrame]:
     """BulkInferrer's PredictionLogs in `result_dir` as prediction rows, `spec.batch_rows` at a time.
 
     Each log holds the scored example (its entity columns are read back from it) and the serving
-    signature's outputs for it.
+    signature's outputs for it (`components/prediction_logs.py`).
     """
-    from tensorflow_serving.apis import prediction_log_pb2
-
     files = sorted(tf.io.gfile.glob(os.path.join(result_dir, "prediction_logs*")))
     if not files:
         raise ValueError(f"no prediction logs in {result_dir}")
     parse = {c: tf.io.FixedLenFeature([], tf.string) for c in spec.entity_columns}
     keys = [key for key in VALUE_COLUMNS if key in spec.output_keys]
-    codes = CODES_OUTPUT in spec.output_keys
+    codes = CODES_OUTPUT if CODES_OUTPUT in spec.output_keys else None
     as_of = spec.as_of_time
     for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(spec.batch_rows):
-        records = batch.numpy()
-        values = {key: np.empty(len(records), dtype=np.float32) for key in keys}
-        code_rows, examples = [], []
-        for i, record in enumerate(records):
-            log = prediction_log_pb2.PredictionLog.FromString(record).predict_log
-            outputs = log.response.outputs
-            for key, column in values.items():
-                tensor = outputs[key]
-                column[i] = tensor.float_val[0] if tensor.float_val else _values(tensor, np.float32)[0]
-            if codes:
-                code_rows.append(_values(outputs[CODES_OUTPUT], np.int64))
-            examples.append(next(iter(log.request.inputs.values())).string_val[0])
-        parsed = tf.io.parse_example(examples, parse)
+        decoded = prediction_logs.decode(batch, keys, codes)
+        parsed = tf.io.parse_example(decoded.examples, parse)
         frame = pd.DataFrame({c: _entity_values(parsed[c].numpy(), entities[c]) for c in spec.entity_columns})
         frame[AS_OF] = as_of
-        for key, column in values.items():
-            frame[key] = column
+        for key in keys:
+            frame[key] = decoded.values[key]
         if codes:
-            frame[CODES_COLUMN] = code_rows
+            frame[CODES_COLUMN] = list(decoded.codes)
         frame[MODEL_VERSION] = spec.model_version
         frame[RUN_ID] = run_id
         yield frame
