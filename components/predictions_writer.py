@@ -39,10 +39,11 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from components import prediction_logs
 from components.scoring_example_gen import MISSING_FILE
+from schemas import features
 
 AS_OF = "as_of"
-VALUE_COLUMNS = ("prediction", "median", "lower", "upper")  # the serving contract's value outputs
-CODES_OUTPUT = "codes"
+VALUE_COLUMNS = features.SERVING_VALUE_KEYS
+CODES_OUTPUT = features.SERVING_CODES_KEY
 CODES_COLUMN = "rq_codes"
 MODEL_VERSION = "model_version"
 RUN_ID = "run_id"

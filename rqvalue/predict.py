@@ -21,8 +21,7 @@ import pandas as pd
 
 from pipeline import config as config_lib
 from rqvalue import run, runner_options
-
-VALUE_OUTPUTS = ("prediction", "median", "lower", "upper")
+from schemas import features
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -88,7 +87,7 @@ def predict(cfg: config_lib.RunConfig, as_of: Optional[str] = None, entities: st
         raise ValueError(f"--entities: file {entities!r} does not exist")
     model = choose_model(cfg.metadata_path, model_version)
     outputs = tuple(signature_outputs(path_utils.serving_model_path(model.model_uri)))
-    missing = [key for key in VALUE_OUTPUTS if key not in outputs]
+    missing = [key for key in features.SERVING_VALUE_KEYS if key not in outputs]
     if missing:
         raise ValueError(f"model {model.version}: its serving signature lacks {missing} (it returns {list(outputs)})")
     if report:
