@@ -5,11 +5,22 @@ come from Feast's `get_historical_features`, which joins, for each row, the late
 whose event timestamp is at or before the prediction time (and within the feature view's TTL),
 so nothing from after the prediction time can leak into an example.
 
+Before any feature is read, the pipeline checks the spine itself, whatever schema the run
+validates against: every label present, a number, finite and not negative (zero is a valid
+label; `components/label_rules.py`), and each (entity, prediction time) once. A spine row that
+finds no feature row of some feature view in its window is told apart by cause (entity unknown
+to the store, feature rows only after the prediction time, or all older than the view's TTL;
+`components/feature_presence.py`); the run stops unless such rows are at most
+`max_missing_feature_share` of the spine, in which case they are kept with that view's features
+missing and counted. Each feature view is retrieved on its own, so a row missing one view keeps
+the features of the others. Any stop names the split or feature view, the column, how many rows
+and one example entity.
+
 Examples are written directly with `tf.train.Example` (TFX's dict/Parquet conversion turns 0, 0.0
 and "" into missing values, and zero is the most common label here). Encoding: entity columns
 -> bytes; the prediction time -> int64 epoch seconds; the label and numeric features -> float;
-categorical features -> bytes; a missing value (None/NaN) -> the feature is absent. A label
-column that is not numeric is written as bytes, so data validation reports the wrong type.
+categorical features -> bytes of their text, integer categories (Feast Int32/Int64) as digits
+("3", never "3.0", whatever else is missing); a missing value (None/NaN) -> the feature is absent.
 Rows are split by a hash of the entity key into train, valid (the Trainer's early stopping) and
 eval (TFMA's evaluation only), so an entity never sits in two splits.
 
@@ -22,6 +33,7 @@ whole spine is span 0.
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from typing import Dict, List, Sequence, Tuple
 
@@ -31,10 +43,12 @@ import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 
+from components import feature_presence, label_rules
 from schemas import features
 
 SPLITS = ("train", "valid", "eval")
 _ROW_ID = "__rqvalue_row_id"
+_NOTHING_KEPT = "nothing was trained or pushed"
 
 
 class IngestionError(ValueError):
@@ -57,6 +71,7 @@ class IngestionSpec:
     validation_fraction: float = 0.0
     span_days: int = 0
     span_origin: str = "1970-01-05"
+    max_missing_feature_share: float = 0.0
 
     @classmethod
     def from_data_config(cls, data) -> "IngestionSpec":
@@ -138,81 +153,207 @@ def select_span(spine: pd.DataFrame, spec: IngestionSpec, span: int) -> pd.DataF
     return rows
 
 
-def retrieve(spec: IngestionSpec, span: int = 0) -> pd.DataFrame:
-    """Spine rows (of span `span`) joined point-in-time with their features, in spine order."""
+def _rows(count: int) -> str:
+    return f"{count} row{'s' if count != 1 else ''}"
+
+
+def _example(spine: pd.DataFrame, row, spec: IngestionSpec) -> str:
+    entity = ", ".join(f"{c}={feature_presence.entity_keys(spine.loc[[row]], [c]).iat[0]}"
+                       for c in spec.entity_columns)
+    return f"{entity} at {spine.at[row, spec.timestamp_column]}"
+
+
+def check_labels(spine: pd.DataFrame, spec: IngestionSpec) -> None:
+    """Raises IngestionError naming, per split and fault, how many spine rows have a label that is
+    missing, not a number, infinite or negative, with one example each."""
+    faults = label_rules.label_faults(spine[spec.label])
+    if not faults:
+        return
+    splits = entity_keys_of(spine, spec).map(lambda k: split_of(k, spec.eval_fraction, spec.validation_fraction))
+    lines = []
+    for fault, mask in faults.items():
+        for split in SPLITS:
+            rows = spine.index[mask & (splits == split).to_numpy()]
+            if len(rows):
+                example = f"{_example(spine, rows[0], spec)}: {spine.at[rows[0], spec.label]!r}"
+                lines.append(f"split {split!r}: {_rows(len(rows))} with {fault} (e.g. {example})")
+    raise IngestionError(f"data.label {spec.label!r}: labels must be present, numeric, finite and not negative "
+                         f"(zero is a valid label); {_NOTHING_KEPT}:\n  " + "\n  ".join(lines))
+
+
+def check_unique_rows(spine: pd.DataFrame, spec: IngestionSpec) -> None:
+    """Raises IngestionError when spine rows repeat an (entity, prediction time), with the count and an example."""
+    repeated = spine.duplicated([*spec.entity_columns, spec.timestamp_column], keep=False)
+    if repeated.any():
+        example = _example(spine, spine.index[repeated][0], spec)
+        raise IngestionError(f"data.spine: {int(repeated.sum())} spine rows share their "
+                             f"({', '.join(spec.entity_columns)}) and {spec.timestamp_column!r} with another row "
+                             f"(e.g. {example}); make each (entity, prediction time) unique; {_NOTHING_KEPT}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Retrieval:
+    """Spine rows joined with their features (`frame`), and how many rows lack some feature view's features."""
+
+    frame: pd.DataFrame
+    rows_without_features: int
+
+
+def retrieval(spec: IngestionSpec, span: int = 0) -> Retrieval:
+    """Spine rows (of span `span`) joined point-in-time with their features, in spine order.
+
+    Raises:
+      IngestionError: a label fails `check_labels`, rows repeat, Feast fails, or more than
+        `spec.max_missing_feature_share` of the rows have no feature row of some view (by cause).
+    """
     from feast import FeatureStore  # heavy import, only where retrieval happens
 
-    spine = select_span(read_spine(spec), spec, span)
-    entity_df = spine[[*spec.entity_columns, spec.timestamp_column]].rename(
-        columns={spec.timestamp_column: features.EVENT_TIMESTAMP_KEY})
-    entity_df[_ROW_ID] = np.arange(len(spine))
+    spine = select_span(read_spine(spec), spec, span).reset_index(drop=True)
+    check_labels(spine, spec)
+    check_unique_rows(spine, spec)
     store = FeatureStore(repo_path=spec.feast_repo)
+    frame = spine[[*spec.entity_columns, spec.timestamp_column, spec.label]].copy()
+    lacking = np.zeros(len(spine), dtype=bool)
+    causes: List[str] = []
+    for view_name, refs in _refs_by_view(spec.feature_refs).items():
+        view = _feature_view(store, view_name, spec)
+        values, returned = _retrieve_view(store, view, refs, spine, spec)
+        suspects = values.isna().all(axis=1).to_numpy()
+        if suspects.any():
+            without, lines = _rows_without_features(store, view, spine[suspects], returned[suspects], spec)
+            lacking[without] = True
+            causes += lines
+        dtypes = {field.name: field.dtype for field in view.features}
+        for name in values.columns:
+            frame[name] = _keep_type(values[name], dtypes.get(name))
+    _check_share(int(lacking.sum()), len(spine), causes, spec)
+    feature_names = [ref.split(":", 1)[1] for ref in spec.feature_refs]
+    return Retrieval(frame[[*spec.entity_columns, spec.timestamp_column, spec.label, *feature_names]],
+                     int(lacking.sum()))
+
+
+def retrieve(spec: IngestionSpec, span: int = 0) -> pd.DataFrame:
+    """The joined rows of `retrieval(spec, span)`."""
+    return retrieval(spec, span).frame
+
+
+def _rows_without_features(store, view, rows: pd.DataFrame, returned: np.ndarray,
+                           spec: IngestionSpec) -> Tuple[pd.Index, List[str]]:
+    """Of `rows` (all of the view's features missing), those with no feature row in their window, and
+    one line per cause; the others hold a feature row whose values are missing.
+
+    Raises IngestionError if Feast left out a row that has a feature row in its window.
+    """
+    keys = [column.name for column in view.entity_columns]
+    found = feature_presence.absence(rows, feature_presence.feature_times(store, view), keys,
+                                     spec.timestamp_column, view.ttl)
+    unexplained = rows.index[(found["cause"] == "").to_numpy() & ~returned]
+    if len(unexplained):
+        example = _example(rows, unexplained[0], spec)
+        raise IngestionError(f"feature view {view.name!r}: Feast returned no features for {_rows(len(unexplained))} "
+                             f"whose entity has a feature row in the window (e.g. {example}); check that the "
+                             f"spine's entity columns have the type of the view's join keys {keys}")
+    lines = feature_presence.describe(rows, found, view.name, spec.entity_columns, spec.timestamp_column, view.ttl)
+    return found.index[found["cause"] != ""], lines
+
+
+def _refs_by_view(refs: Sequence[str]) -> Dict[str, List[str]]:
+    views: Dict[str, List[str]] = {}
+    for ref in refs:
+        views.setdefault(ref.split(":", 1)[0], []).append(ref)
+    return views
+
+
+def _feature_view(store, name: str, spec: IngestionSpec):
     try:
-        retrieved = store.get_historical_features(entity_df=entity_df, features=list(spec.feature_refs)).to_df()
+        return store.get_feature_view(name)
+    except Exception as e:  # Feast raises its own not-found types
+        raise IngestionError(f"data.feature_refs: feature view {name!r} is not in the Feast "
+                             f"repo {spec.feast_repo!r}: {e}") from None
+
+
+def _retrieve_view(store, view, refs: Sequence[str], spine: pd.DataFrame,
+                   spec: IngestionSpec) -> Tuple[pd.DataFrame, np.ndarray]:
+    """(the view's features for every spine row, NaN where Feast gave none; whether Feast returned the row).
+
+    Each distinct (join keys, prediction time) is asked for once: Feast's file store merges rows
+    that share them, and drops a row that finds no feature row in its window.
+    """
+    keys = [column.name for column in view.entity_columns]
+    pairs = spine[[*keys, spec.timestamp_column]].drop_duplicates().reset_index(drop=True)
+    pairs[_ROW_ID] = np.arange(len(pairs))
+    pair_of_row = spine[[*keys, spec.timestamp_column]].merge(pairs, how="left")[_ROW_ID].to_numpy()
+    entity_df = pairs.rename(columns={spec.timestamp_column: features.EVENT_TIMESTAMP_KEY})
+    try:
+        retrieved = store.get_historical_features(entity_df=entity_df, features=list(refs)).to_df()
     except Exception as e:  # Feast raises many types; name the inputs that caused it
         raise IngestionError(f"feature retrieval from Feast repo {spec.feast_repo!r} failed for "
-                             f"data.feature_refs={list(spec.feature_refs)}: {e}") from e
-    if len(retrieved) != len(spine) or not np.array_equal(np.sort(retrieved[_ROW_ID].values), entity_df[_ROW_ID].values):
-        raise IngestionError(f"Feast returned {len(retrieved)} rows for {len(spine)} spine rows: spine rows that "
-                             f"share entity ({', '.join(spec.entity_columns)}) and {spec.timestamp_column!r} "
-                             "collapse in the offline store; make each (entity, prediction time) unique")
-    retrieved = retrieved.sort_values(_ROW_ID).reset_index(drop=True)
-    feature_names = [ref.split(":", 1)[1] for ref in spec.feature_refs]
-    frame = spine.reset_index(drop=True)[[*spec.entity_columns, spec.timestamp_column, spec.label]].copy()
-    for name in feature_names:
-        frame[name] = retrieved[name].values
-    return frame
+                             f"data.feature_refs={list(refs)}: {e}") from e
+    names = [ref.split(":", 1)[1] for ref in refs]
+    by_pair = retrieved.set_index(_ROW_ID)[names].reindex(np.arange(len(pairs)))
+    values = by_pair.iloc[pair_of_row].reset_index(drop=True)
+    returned = np.isin(pair_of_row, retrieved[_ROW_ID].to_numpy())
+    return values, returned
 
 
-def _entity_text(value) -> str:
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
+def _keep_type(values: pd.Series, dtype) -> pd.Series:
+    """Feast integer and boolean features stay integers and booleans where other rows are missing."""
+    from feast import types
+
+    if dtype in (types.Int32, types.Int64):
+        return values.astype("Int64")
+    if dtype == types.Bool:
+        return values.astype("boolean")
+    return values
+
+
+def _check_share(without: int, total: int, causes: Sequence[str], spec: IngestionSpec) -> None:
+    if without / total <= spec.max_missing_feature_share:
+        return
+    raise IngestionError(
+        f"{without} of {total} spine rows ({without / total:.1%}) have no feature row in their window, more than "
+        f"data.max_missing_feature_share={spec.max_missing_feature_share:g} allows; {_NOTHING_KEPT}:\n  "
+        + "\n  ".join(causes)
+        + "\nFix the spine or the feature data, or raise data.max_missing_feature_share to train such rows with "
+          "those features missing.")
+
+
+def entity_keys_of(frame: pd.DataFrame, spec: IngestionSpec) -> pd.Series:
+    """The text key of each row's entity ("|"-joined entity columns), which decides its split."""
+    return feature_presence.entity_keys(frame, spec.entity_columns)
 
 
 def _is_missing(value) -> bool:
-    return value is None or (isinstance(value, (float, np.floating)) and np.isnan(value))
-
-
-def _label_column(values: pd.Series):
-    """Label values as floats, or as text if any present value is not a number."""
-    numeric = pd.to_numeric(values, errors="coerce")
-    if (numeric.isna() & values.notna()).any():
-        return values, False
-    return numeric, True
+    return value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and np.isnan(value))
 
 
 def to_examples(frame: pd.DataFrame, spec: IngestionSpec) -> List[tf.train.Example]:
     """Encodes retrieved rows as tf.Examples (see the module docstring for the encoding)."""
-    label_values, label_numeric = _label_column(frame[spec.label])
+    labels = pd.to_numeric(frame[spec.label]).tolist()  # checked before: every label is a number
     timestamps = frame[spec.timestamp_column].map(lambda t: int(t.timestamp())).tolist()
+    # Columns read once as Python lists and protos filled in place: per-cell pandas access and copying
+    # sub-messages into an Example cost more than the encoding itself.
+    entities = [(name, feature_presence.entity_keys(frame, [name]).tolist()) for name in spec.entity_columns]
+    numeric = [(name, frame[name].tolist()) for name in spec.numeric_features]
+    categorical = [(name, frame[name].tolist()) for name in spec.categorical_features]
     examples = []
     for i in range(len(frame)):
-        feature: Dict[str, tf.train.Feature] = {}
-        for column in spec.entity_columns:
-            feature[column] = _bytes(_entity_text(frame[column].iat[i]))
-        feature[spec.timestamp_column] = tf.train.Feature(int64_list=tf.train.Int64List(value=[timestamps[i]]))
-        label = label_values.iat[i]
+        example = tf.train.Example()
+        feature = example.features.feature
+        for name, values in entities:
+            feature[name].bytes_list.value.append(values[i].encode())
+        feature[spec.timestamp_column].int64_list.value.append(timestamps[i])
+        label = labels[i]
         if not _is_missing(label):
-            feature[spec.label] = _float(float(label)) if label_numeric else _bytes(str(label))
-        for name in spec.numeric_features:
-            value = frame[name].iat[i]
-            if not _is_missing(value):
-                feature[name] = _float(float(value))
-        for name in spec.categorical_features:
-            value = frame[name].iat[i]
-            if not _is_missing(value):
-                feature[name] = _bytes(str(value))
-        examples.append(tf.train.Example(features=tf.train.Features(feature=feature)))
+            feature[spec.label].float_list.value.append(float(label))
+        for name, values in numeric:
+            if not _is_missing(values[i]):
+                feature[name].float_list.value.append(float(values[i]))
+        for name, values in categorical:
+            if not _is_missing(values[i]):
+                feature[name].bytes_list.value.append(str(values[i]).encode())
+        examples.append(example)
     return examples
-
-
-def _float(value: float) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-
-
-def _bytes(value: str) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
 
 
 def split_of(entity_key: str, eval_fraction: float, validation_fraction: float = 0.0) -> str:
@@ -229,8 +370,7 @@ def split_of(entity_key: str, eval_fraction: float, validation_fraction: float =
 def write_examples(frame: pd.DataFrame, spec: IngestionSpec, output_uri: str) -> Dict[str, int]:
     """Writes Split-<split>/ gzipped TFRecords under output_uri for every split; returns counts per split."""
     examples = to_examples(frame, spec)
-    keys = frame[list(spec.entity_columns)].astype(object).apply(
-        lambda row: "|".join(_entity_text(v) for v in row), axis=1)
+    keys = entity_keys_of(frame, spec)
     counts = {split: 0 for split in SPLITS}
     writers = {}
     for split in SPLITS:
@@ -267,11 +407,7 @@ def input_fingerprint(spec: IngestionSpec) -> str:
     digest.update(_file_digest(spec.spine).encode())
     store = FeatureStore(repo_path=spec.feast_repo)
     for view_name in sorted({ref.split(":", 1)[0] for ref in spec.feature_refs}):
-        try:
-            view = store.get_feature_view(view_name)
-        except Exception as e:
-            raise IngestionError(f"data.feature_refs: feature view {view_name!r} is not in the Feast "
-                                 f"repo {spec.feast_repo!r}: {e}") from None
+        view = _feature_view(store, view_name, spec)
         digest.update(view.to_proto().spec.SerializeToString(deterministic=True))
         source = view.batch_source
         if isinstance(source, FileSource) and os.path.exists(source.path):
@@ -299,11 +435,19 @@ def FeatureStoreExampleGen(
     """TFX component: spine (rows of span `span`) + Feast -> Examples (train/valid/eval).
 
     `fingerprint` only keys the cache; `span` is `latest_span(spec)` unless a run asks for another.
+    The artifact records `<split>_examples` and `rows_without_features` (kept under
+    `max_missing_feature_share`).
     """
     del fingerprint
     spec = IngestionSpec.from_json(spec_json)
-    counts = write_examples(retrieve(spec, span), spec, examples.uri)
+    retrieved = retrieval(spec, span)
+    counts = write_examples(retrieved.frame, spec, examples.uri)
     examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
     examples.span = span
     for split, count in counts.items():
         examples.set_int_custom_property(f"{split}_examples", count)
+    examples.set_int_custom_property("rows_without_features", retrieved.rows_without_features)
+    if retrieved.rows_without_features:
+        logging.warning("%d of %d spine rows have no feature row of some feature view; kept with those features "
+                        "missing (data.max_missing_feature_share=%g)", retrieved.rows_without_features,
+                        len(retrieved.frame), spec.max_missing_feature_share)

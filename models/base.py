@@ -8,6 +8,9 @@ A model kind is a `ValueModel` subclass. It defines
     found here, in one place per model;
   - `serving_outputs(inputs)`: `prediction` (the mean), `median`, `lower` and `upper` (the
     INTERVAL_QUANTILES of its predictive distribution), all [B] in label units, plus extras.
+A kind that does not train in Keras' fit loop (trees) sets `trains_itself` and defines
+`fit_on_rows(train, valid)` instead of `training_targets` and `loss_config`; `models.trainer` hands it
+every train and valid row.
 `predict_outputs` applies what every kind shares: the interval offsets fitted on the valid split
 after training (`models.calibration`, split-conformal per predicted-value group; zero until then), so the served `lower` and
 `upper` are calibrated, and the guard that clips every value to [0, context.prediction_cap], so a
@@ -62,6 +65,9 @@ class TrainContext:
 
 class ValueModel(keras.Model):
     """Base of every model kind: a FeatureEncoder over the transformed features, plus a head."""
+
+    # False: trained by `models.trainer`'s Keras fit loop; True: by the kind's own `fit_on_rows`.
+    trains_itself = False
 
     def __init__(self, context: TrainContext, embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64),
                  **kwargs):

@@ -3,7 +3,8 @@
 Free of TensorFlow, so that reading or checking a configuration does not load it.
 """
 
-MODEL_KINDS = ("rqreg", "ziln", "mse", "logmse", "twostage", "gr", "d2q")
+MODEL_KINDS = ("rqreg", "ziln", "mse", "logmse", "twostage", "gr", "d2q", "gbdt")
 LABEL_TRANSFORMS = ("log1p", "identity")
 DECODINGS = ("tree", "beam", "greedy", "expectation")  # how RQ-Reg serves its code distribution
 RNC_REPRESENTATIONS = ("codes", "features")  # what RQ-Reg's Rank-N-Contrast term orders
+GBDT_LOSSES = ("poisson", "squared_error")  # what the gbdt kind's trees minimise (models/gbdt.py)

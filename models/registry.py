@@ -2,7 +2,7 @@
 
 from typing import Callable, Dict, Mapping
 
-from models import base, baselines, d2q, gr, rqreg
+from models import base, baselines, d2q, gbdt, gr, rqreg
 
 Builder = Callable[[Mapping, base.TrainContext], base.ValueModel]
 
@@ -14,6 +14,7 @@ BUILDERS: Dict[str, Builder] = {
     "twostage": baselines.TwoStageModel.from_config_and_context,
     "gr": gr.GRModel.from_config_and_context,
     "d2q": d2q.D2QModel.from_config_and_context,
+    "gbdt": gbdt.GBDTModel.from_config_and_context,
 }
 KINDS = tuple(BUILDERS)
 

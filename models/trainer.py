@@ -1,16 +1,15 @@
 """Trainer's module code: `run_fn` trains the configured model kind on Transform's output and exports it.
 
-The exported SavedModel has two signatures:
-  - `serving_default`: serialized raw `tf.Example`s (no label) -> `prediction` (mean, label
-    units), `median`, `lower`, `upper` (an 80% interval, split-conformal calibrated on the valid
-    split after training: `models.calibration`) and, for RQ-Reg, `codes`;
-  - `transform_features`: serialized raw examples (with label) -> transformed features; TFMA
-    uses it to slice by `value_bucket`.
+The exported SavedModel has the signatures of `models.serving`: `serving_default` (serialized raw
+`tf.Example`s without the label -> `prediction`, `median`, `lower`, `upper` and the kind's extras;
+the interval is split-conformal calibrated on the valid split after training, `models.calibration`)
+and `transform_features` (for TFMA's `value_bucket` slices).
 """
 
 import dataclasses
+import json
 import os
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -19,7 +18,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import base, calibration, codebook_analyzer, label_transform, registry, warm_start
+from models import base, calibration, codebook_analyzer, label_transform, registry, serving, warm_start
 from schemas import features
 
 
@@ -49,9 +48,9 @@ def _dataset(files, data_accessor, tft_output, batch_size: int, num_epochs=None)
         tft_output.transformed_metadata.schema)
 
 
-def training_sample(dataset: tf.data.Dataset, label_transform_name: str, limit: int = 200_000
+def training_sample(dataset: tf.data.Dataset, label_transform_name: str, limit: Optional[int] = 200_000
                     ) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
-    """Up to `limit` training labels (label units) and their transformed features, from one pass."""
+    """Up to `limit` (None: all) training labels (label units) and their transformed features, from one pass."""
     labels, columns = [], {}
     count = 0
     for batch, target in dataset:
@@ -60,7 +59,7 @@ def training_sample(dataset: tf.data.Dataset, label_transform_name: str, limit: 
             if isinstance(value, tf.Tensor):
                 columns.setdefault(key, []).append(value.numpy())
         count += len(labels[-1])
-        if count >= limit:
+        if limit is not None and count >= limit:
             break
     return np.concatenate(labels)[:limit], {k: np.concatenate(v)[:limit] for k, v in columns.items()}
 
@@ -79,47 +78,21 @@ def train_context(config: Mapping[str, Any], tft_output: tft.TFTransformOutput, 
 
 
 def build_model(config: Mapping[str, Any], context: base.TrainContext) -> base.ValueModel:
-    """Builds and compiles the configured model kind."""
+    """Builds the configured model kind; compiles it unless it trains itself (`fit_on_rows`)."""
     model = registry.build(config["kind"], config, context)
+    if model.trains_itself:
+        return model
     loss, loss_weights = model.loss_config()
     model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss=loss, loss_weights=loss_weights)
     return model
 
 
-def _serving_signatures(model: base.ValueModel, tft_output: tft.TFTransformOutput,
-                        config: Mapping[str, Any]) -> Dict[str, Any]:
-    model.tft_layer = tft_output.transform_features_layer()
-    raw_spec = tft_output.raw_feature_spec()
-    used = set(config["numeric_features"]) | set(config["categorical_features"])
-    serving_spec = {k: v for k, v in raw_spec.items() if k in used}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve(serialized):
-        raw = tf.io.parse_example(serialized, serving_spec)
-        return model.predict_outputs(model.tft_layer(raw))
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def transform_features(serialized):
-        raw = tf.io.parse_example(serialized, raw_spec)
-        return model.tft_layer(raw)
-
-    return {"serving_default": serve, "transform_features": transform_features}
-
-
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point."""
-    config = fn_args.custom_config
-    keras.utils.set_random_seed(config["seed"])
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+def _fit_keras(model: base.ValueModel, strategy, fn_args: tfx.components.FnArgs, tft_output: tft.TFTransformOutput,
+               config: Mapping[str, Any]) -> None:
+    """Keras fit on the train split, validated on the valid split; warm-starts from the base model."""
     batch_size = config["batch_size"]
     train = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, batch_size)
     evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, batch_size)
-    one_pass = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, 1024, num_epochs=1)
-    context = train_context(config, tft_output, one_pass)
-
-    strategy = tf.distribute.MirroredStrategy()
-    with strategy.scope():
-        model = build_model(config, context)
     train = train.map(lambda x, y: (x, model.training_targets(x, y)))
     if config.get("warm_start") and fn_args.base_model:
         with strategy.scope():
@@ -144,9 +117,44 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     best = int(np.argmin(history["val_loss"]))
     print(f"    {config['kind']}: {len(history['val_loss']) * every} steps, best validation loss "
           f"{history['val_loss'][best]:.4f} after {(best + 1) * every} steps")
+
+
+def _fit_on_rows(model: base.ValueModel, fn_args: tfx.components.FnArgs, tft_output: tft.TFTransformOutput,
+                 config: Mapping[str, Any]) -> None:
+    """A kind that trains itself (trees) gets every train and valid row; what it searched goes to the run dir."""
+    if config.get("warm_start") and fn_args.base_model:
+        print(f"    warm start does not apply to {config['kind']}: its trees are grown anew on this run's data "
+              f"(the base model {fn_args.base_model} is not read)")
+    rows = []
+    for files in (fn_args.train_files, fn_args.eval_files):
+        labels, columns = training_sample(
+            _dataset(files, fn_args.data_accessor, tft_output, 1024, num_epochs=1), config["label_transform"],
+            limit=None)
+        rows.append((columns, labels))
+    summary = model.fit_on_rows(*rows)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, f"{config['kind']}_search.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point."""
+    config = fn_args.custom_config
+    keras.utils.set_random_seed(config["seed"])
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    one_pass = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, 1024, num_epochs=1)
+    context = train_context(config, tft_output, one_pass)
+
+    strategy = tf.distribute.MirroredStrategy()
+    with strategy.scope():
+        model = build_model(config, context)
+    if model.trains_itself:
+        _fit_on_rows(model, fn_args, tft_output, config)
+    else:
+        _fit_keras(model, strategy, fn_args, tft_output, config)
     calibration.calibrate_model(model, _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, 1024,
                                                 num_epochs=1))
-    signatures = _serving_signatures(model, tft_output, config)
+    signatures = serving.signatures(model, tft_output, config)
     tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures)
     model.save_weights(os.path.join(fn_args.model_run_dir, "weights", "model"))
     warm_start.save(model, fn_args.serving_model_dir)

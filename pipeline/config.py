@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 import yaml
 
-from models.choices import DECODINGS, LABEL_TRANSFORMS, MODEL_KINDS, RNC_REPRESENTATIONS
+from models.choices import DECODINGS, GBDT_LOSSES, LABEL_TRANSFORMS, MODEL_KINDS, RNC_REPRESENTATIONS
 
 
 class ConfigError(ValueError):
@@ -44,6 +44,11 @@ class DataConfig:
       span_origin: a date on which a span starts (the default, 1970-01-05, is a Monday, so
         7-day spans run Monday to Sunday). A span is numbered by its first day, as YYYYMMDD.
       window_spans: how many of the latest spans Transform and the Trainer see (with span_days > 0).
+      max_missing_feature_share: the largest share of a run's spine rows that may have no feature
+        row to read from some feature view (entity unknown to the store, feature rows only after
+        the prediction time, or all older than the view's TTL). Up to it such rows are kept, with
+        that view's features missing, and counted; beyond it the run stops and names the causes.
+        0 (the default): any such row stops the run.
     """
 
     feast_repo: str
@@ -60,6 +65,7 @@ class DataConfig:
     span_days: int = 0
     span_origin: str = "1970-01-05"
     window_spans: int = 4
+    max_missing_feature_share: float = 0.0
 
     def __post_init__(self):
         if not self.entity_columns:
@@ -90,6 +96,9 @@ class DataConfig:
             raise ConfigError(f"data.span_days: {self.span_days} must be 0 (no spans) or a number of days")
         if self.window_spans < 1:
             raise ConfigError(f"data.window_spans: {self.window_spans} must be at least 1")
+        if not 0.0 <= self.max_missing_feature_share <= 1.0:
+            raise ConfigError(f"data.max_missing_feature_share: {self.max_missing_feature_share} must lie "
+                              "between 0 and 1 (a share of the spine rows)")
         object.__setattr__(self, "span_origin", str(self.span_origin))  # YAML reads a bare date as a date
         try:
             datetime.date.fromisoformat(self.span_origin)
@@ -123,6 +132,7 @@ class ModelConfig:
     code_smoothing: float = 0.0  # RQ-Reg soft code targets, σ in code spacings (models/rqreg.py); 0: one-hot
     decoding: str = "tree"  # RQ-Reg serving: tree | beam | greedy | expectation (models/rqreg.py)
     beam_width: int = 4  # code prefixes kept per level by the beam decodings
+    serving_chunk_rows: int = 1024  # rows serving_default scores at once: bounds its memory (models/serving.py)
     interval_groups: int = 4  # served interval calibrated within this many predicted-value groups (models/calibration.py)
     duration_feature: str = ""
     duration_groups: int = 10
@@ -130,6 +140,11 @@ class ModelConfig:
     gr_mixup_probability: float = 0.5
     gr_regression_weight: float = 1.0  # GR's Huber term on the windowed soft-argmax value
     gr_first_tokens: int = 16  # GR serving: average the paths of this many likeliest first tokens (1: greedy)
+    gbdt_loss: str = "poisson"  # gbdt: poisson | squared_error, on the label in label units (models/gbdt.py)
+    gbdt_max_trees: int = 1000  # gbdt: most trees per forest; each stops early on the valid split
+    gbdt_max_depths: Tuple[int, ...] = (4, 6)  # gbdt: the grid searched on the valid split ...
+    gbdt_shrinkages: Tuple[float, ...] = (0.05, 0.1)
+    gbdt_min_examples: Tuple[int, ...] = (5, 40)  # ... (fewest training rows per leaf)
     learning_rate: float = 3e-3
     batch_size: int = 256
     train_steps: int = 2000
@@ -152,12 +167,19 @@ class ModelConfig:
         if self.rnc_representation not in RNC_REPRESENTATIONS:
             raise ConfigError(f"model.rnc_representation: {self.rnc_representation!r} is not one of "
                               f"{', '.join(RNC_REPRESENTATIONS)}")
+        if self.gbdt_loss not in GBDT_LOSSES:
+            raise ConfigError(f"model.gbdt_loss: {self.gbdt_loss!r} is not one of {', '.join(GBDT_LOSSES)}")
+        for field in ("gbdt_max_depths", "gbdt_shrinkages", "gbdt_min_examples"):
+            values = getattr(self, field)
+            if not values or any(v <= 0 for v in values):
+                raise ConfigError(f"model.{field}: {values} needs one or more positive values")
         if self.code_smoothing < 0:
             raise ConfigError(f"model.code_smoothing: {self.code_smoothing} must be >= 0")
         if self.value_buckets < 2:
             raise ConfigError(f"model.value_buckets: {self.value_buckets} must be at least 2")
         for field in ("train_steps", "eval_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every",
-                      "patience", "beam_width", "gr_first_tokens", "interval_groups"):
+                      "patience", "beam_width", "gr_first_tokens", "interval_groups", "gbdt_max_trees",
+                      "serving_chunk_rows"):
             if getattr(self, field) < 1:
                 raise ConfigError(f"model.{field}: must be a positive integer")
 

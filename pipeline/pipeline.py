@@ -1,7 +1,10 @@
 """`create_pipeline(config, fingerprint, span)`: the TFX pipeline as a pure function of the run config (no I/O).
 
-FeatureStoreExampleGen -> StatisticsGen -> ImportSchemaGen|SchemaGen -> ExampleValidator ->
+FeatureStoreExampleGen -> StatisticsGen -> ImportSchemaGen|(SchemaGen -> LabelRules) -> ExampleValidator ->
 ValidationGate -> Transform -> Trainer -> (latest blessed other model) -> Evaluator -> Pusher.
+
+An inferred schema gets the label's rules (present, float, not negative, no NaN) from LabelRules
+before anything reads it; FeatureStoreExampleGen checks the labels of the spine in any case.
 
 With spans (data.span_days > 0) the run ingests one span and validates it; three resolvers then
 give Transform the rolling window of the latest data.window_spans spans and the analyzer cache of
@@ -18,6 +21,7 @@ from tfx import v1 as tfx
 from components import span_resolvers
 from components.baseline_resolver import baseline_resolver
 from components.feature_store_example_gen import FeatureStoreExampleGen, IngestionSpec
+from components.label_rules import LabelRules
 from components.validation_gate import ValidationGate
 from models import preprocessing, trainer
 from pipeline.config import ConfigError, RunConfig
@@ -49,12 +53,14 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
         spec_json=IngestionSpec.from_data_config(data).to_json(), fingerprint=fingerprint, span=span)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if data.schema:
-        schema_gen = tfx.components.ImportSchemaGen(schema_file=data.schema)
+        schema_nodes = [tfx.components.ImportSchemaGen(schema_file=data.schema)]
     else:
         schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
                                               infer_feature_shape=False)
+        schema_nodes = [schema_gen, LabelRules(inferred_schema=schema_gen.outputs["schema"], label=data.label)]
+    schema = schema_nodes[-1].outputs["schema"]
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+        statistics=statistics_gen.outputs["statistics"], schema=schema)
     validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
 
     examples = example_gen.outputs["examples"]
@@ -71,7 +77,7 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
 
     transform = tfx.components.Transform(
         examples=examples,
-        schema=schema_gen.outputs["schema"],
+        schema=schema,
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=preprocessing.transform_config(data, model),
         analyzer_cache=analyzer_cache,
@@ -83,7 +89,7 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
         base_model=base_model,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
+        schema=schema,
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=model.train_steps),
         eval_args=tfx.proto.EvalArgs(splits=["valid"], num_steps=model.eval_steps),
         custom_config=trainer.trainer_config(data, model))
@@ -113,7 +119,7 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, validation_gate, *span_nodes,
+        components=[example_gen, statistics_gen, *schema_nodes, example_validator, validation_gate, *span_nodes,
                     transform, trainer_component, model_resolver, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=(None if target == "vertex" else

@@ -20,7 +20,9 @@ from typing import Callable, Optional
 import pandas as pd
 
 from pipeline import config as config_lib
-from rqvalue import run, runner_options
+from pipeline import output_lock
+from rqvalue import runner_options
+from rqvalue.config_options import add_source_options, run_config
 from schemas import features
 
 
@@ -29,7 +31,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "predict", help="score every entity as of a time with the pushed model: Parquet + a Feast feature view",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_source_options(parser, "the YAML config the model was trained with (rqvalue init writes one)")
+    add_source_options(parser, "the YAML config the model was trained with (rqvalue init writes one)")
     parser.add_argument("--output-dir", default="runs", help="the folder `rqvalue run` wrote to (default: runs)")
     parser.add_argument("--as-of", metavar="TIME", help="read features as of this time (ISO 8601, naive = UTC; "
                                                         "default: now)")
@@ -75,16 +77,31 @@ def predict(cfg: config_lib.RunConfig, as_of: Optional[str] = None, entities: st
     Raises:
       MetadataError: no pushed model (or not the version asked for).
       IngestionError: a wrong --as-of or --entities, or nothing to score.
+      OutputDirBusy: a run (or another scoring) is using the output folder.
     """
-    from tfx.utils import path_utils
-
-    from components.bulk_scoring import signature_outputs
     from components.scoring_example_gen import utc_time
-    from pipeline import local_runner, scoring
+    from pipeline import mlmd
 
     when = utc_time(as_of, "--as-of") if as_of else as_of_now()
     if entities and not os.path.isfile(entities):
         raise ValueError(f"--entities: file {entities!r} does not exist")
+    if not os.path.isdir(cfg.output_dir):
+        raise mlmd.MetadataError(f"no runs under {cfg.output_dir}: run the pipeline first "
+                                 f"(`rqvalue run --output-dir {cfg.output_dir}` trains and pushes a model)")
+    # The output folder's lock: a run going on there may be pushing a new model, and two scorings
+    # would replace each other's partitions and online rows. Re-entrant, so `run --then-predict`
+    # scores under the lock its run holds.
+    with output_lock.hold(cfg.output_dir):
+        return _score_locked(cfg, when, entities, model_version, report)
+
+
+def _score_locked(cfg: config_lib.RunConfig, when: pd.Timestamp, entities: str, model_version: Optional[str],
+                  report: Optional[Callable[[str], None]]):
+    from tfx.utils import path_utils
+
+    from components.bulk_scoring import signature_outputs
+    from pipeline import local_runner, scoring
+
     model = choose_model(cfg.metadata_path, model_version)
     outputs = tuple(signature_outputs(path_utils.serving_model_path(model.model_uri)))
     missing = [key for key in features.SERVING_VALUE_KEYS if key not in outputs]
@@ -119,7 +136,7 @@ def summary(cfg: config_lib.RunConfig, record) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Runs `rqvalue predict`; returns the exit status."""
-    return score_and_report(run.run_config(args), args.as_of, args.entities or "", args.model_version)
+    return score_and_report(run_config(args), args.as_of, args.entities or "", args.model_version)
 
 
 def score_and_report(cfg: config_lib.RunConfig, as_of: Optional[str] = None, entities: str = "",

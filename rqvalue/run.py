@@ -7,8 +7,9 @@ import sys
 import time
 
 from pipeline import config as config_lib
-from pipeline import datasets
+from pipeline import output_lock, preflight
 from rqvalue import console, runner_options
+from rqvalue.config_options import add_source_options, run_config
 
 
 def add_parsers(commands) -> None:
@@ -41,48 +42,11 @@ def add_parsers(commands) -> None:
     compile_.set_defaults(func=compile_main)
 
 
-def add_source_options(parser: argparse.ArgumentParser, config_help: str) -> None:
-    """--dataset (an embedded data set) or --config (one's own data)."""
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--dataset", choices=datasets.NAMES, default="cdnow",
-                        help="embedded data set (default: cdnow, the CDNOW purchase log)")
-    source.add_argument("--config", help=config_help)
-
-
 def _add_model_options(parser: argparse.ArgumentParser, model_help: str) -> None:
     parser.add_argument("--rows", type=int, help="limit the embedded data set to this many entities/rows")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data sets")
     parser.add_argument("--model", choices=config_lib.MODEL_KINDS, help=model_help)
     parser.add_argument("--train-steps", type=int, help="override model.train_steps")
-
-
-def run_config(args: argparse.Namespace) -> config_lib.RunConfig:
-    """The RunConfig of `run`/`compile` options: the config file or embedded data set, then the flags."""
-    from pipeline import runners
-
-    # Runner options, when given, replace the config's beam_args; checked before any data is prepared.
-    beam_args = runner_options.beam_args_from(args) if runner_options.runner_argv(args) else None
-    output_dir = os.path.abspath(args.output_dir)
-    if args.config:
-        cfg = config_lib.load(args.config)
-        cfg = config_lib.replace(cfg, output_dir=output_dir)
-    else:
-        data = datasets.prepare(args.dataset, os.path.join(output_dir, "data", args.dataset),
-                                rows=args.rows, seed=args.seed)
-        cfg = config_lib.RunConfig(data=data, output_dir=output_dir,
-                                   pipeline_name=f"rqvalue-{args.dataset.replace('_', '-')}")
-    if args.model:
-        cfg = config_lib.replace(cfg, model={"kind": args.model})
-    if args.train_steps:
-        cfg = config_lib.replace(cfg, model={"train_steps": args.train_steps})
-    if args.no_cache:
-        cfg = config_lib.replace(cfg, enable_cache=False)
-    if beam_args is not None:
-        cfg = config_lib.replace(cfg, beam_args=beam_args)
-    if args.pipeline_root:
-        cfg = config_lib.replace(cfg, pipeline_root_uri=args.pipeline_root)
-    runners.check_pipeline_root(cfg.beam_args, cfg.pipeline_root)
-    return cfg
 
 
 def compile_main(args: argparse.Namespace) -> int:
@@ -95,10 +59,21 @@ def compile_main(args: argparse.Namespace) -> int:
 
 
 def run_main(args: argparse.Namespace) -> int:
+    """Runs `rqvalue run`. The output folder stays locked from before an embedded data set is prepared
+    there until the run ends (`pipeline.output_lock`): a second run on it exits at once."""
+    if args.config:
+        config_lib.load(args.config)  # a wrong config stops the run before the output folder is made
+    with output_lock.hold(preflight.output_dir(os.path.abspath(args.output_dir))):
+        return _run_locked(args)
+
+
+def _run_locked(args: argparse.Namespace) -> int:
+    cfg = run_config(args)
+    preflight.data_paths(cfg.data)  # before TensorFlow and TFX load: a wrong path is reported in a second
+
     from components.validation_gate import DataValidationError
     from pipeline import local_runner
 
-    cfg = run_config(args)
     print(f"rqvalue: pipeline {cfg.pipeline_name!r}, output in {cfg.output_dir}")
     started = time.time()
     try:

@@ -18,6 +18,25 @@ CDNOW_ENTITY_COLUMNS = ("customer_id",)
 CDNOW_NUMERIC_FEATURES = ("total_spend", "total_cds", "num_purchases", "days_active")
 CDNOW_CATEGORICAL_FEATURES = ("first_purchase_month", "first_purchase_weekday")
 
+# CDNOW scored at monthly cut-offs: one example per (customer, cut-off), features as of the end of the cut-off day.
+CDNOW_SNAPSHOTS_ENTITY_COLUMNS = ("customer_id",)
+CDNOW_SNAPSHOT_WINDOWS_DAYS = (30, 90, 180)
+CDNOW_SNAPSHOTS_NUMERIC_FEATURES = (
+    "frequency",
+    "recency_days",
+    "customer_age_days",
+    "days_since_last_purchase",
+    "monetary_value",
+    "avg_order_value",
+    "first_order_value",
+    "total_spend",
+    "total_cds",
+    "num_purchases",
+) + tuple(
+    f"{quantity}_{days}d" for days in CDNOW_SNAPSHOT_WINDOWS_DAYS for quantity in ("spend", "cds", "purchases")
+)
+CDNOW_SNAPSHOTS_CATEGORICAL_FEATURES = ("cohort",)
+
 # Seeded synthetic customer lifetime value: one example per customer, predicted at the end of the first order day.
 SYNTHETIC_LTV_ENTITY_COLUMNS = ("customer_id",)
 SYNTHETIC_LTV_NUMERIC_FEATURES = (
@@ -40,7 +59,7 @@ WATCH_TIME_CATEGORICAL_FEATURES = WATCH_TIME_USER_CATEGORICAL_FEATURES + WATCH_T
 
 # Vocabularies of the categorical features (the curated schemas list the same values in their string domains).
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-CDNOW_FIRST_PURCHASE_MONTHS = ("1997-01", "1997-02", "1997-03")
+CDNOW_FIRST_PURCHASE_MONTHS = ("1997-01", "1997-02", "1997-03")  # also the cohorts of cdnow_snapshots
 CHANNELS = ("search", "social", "email", "direct", "affiliate")
 COUNTRIES = ("US", "GB", "DE", "FR", "BR")
 DEVICES = ("ios", "android", "web")

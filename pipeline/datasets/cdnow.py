@@ -41,8 +41,17 @@ def load_transactions() -> pd.DataFrame:
     return frame
 
 
-def _end_of_day_utc(dates: pd.Series) -> pd.Series:
+def end_of_day_utc(dates: pd.Series) -> pd.Series:
+    """23:59:59 UTC of each (tz-naive, midnight) date."""
     return (dates + _END_OF_DAY).dt.tz_localize("UTC")
+
+
+def first_customers(transactions: pd.DataFrame, rows: Optional[int]) -> pd.DataFrame:
+    """The transactions of the first `rows` customer ids (all of them when rows is None)."""
+    if rows is None:
+        return transactions
+    keep = np.sort(transactions["customer_id"].unique())[:rows]
+    return transactions[transactions["customer_id"].isin(keep)].reset_index(drop=True)
 
 
 def history_table(transactions: pd.DataFrame) -> pd.DataFrame:
@@ -66,7 +75,7 @@ def history_table(transactions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "customer_id": days["customer_id"].astype("int64"),
-            features.EVENT_TIMESTAMP_KEY: _end_of_day_utc(days["date"]),
+            features.EVENT_TIMESTAMP_KEY: end_of_day_utc(days["date"]),
             "total_spend": by_customer["spend"].cumsum().round(2).astype("float64"),
             "total_cds": by_customer["cds"].cumsum().astype("int64"),
             "num_purchases": by_customer["purchases"].cumsum().astype("int64"),
@@ -95,7 +104,7 @@ def spine_table(transactions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "customer_id": first_date.index.to_numpy(dtype="int64"),
-            features.TIMESTAMP_KEY: _end_of_day_utc(first_date.reset_index(drop=True)),
+            features.TIMESTAMP_KEY: end_of_day_utc(first_date.reset_index(drop=True)),
             features.LABEL_KEY: label.round(2).to_numpy(dtype="float64"),
         }
     )
@@ -112,8 +121,5 @@ def build(rows: Optional[int] = None, seed: int = 0) -> Tuple[Dict[str, pd.DataF
       ({feature view name: feature table}, spine).
     """
     del seed
-    transactions = load_transactions()
-    if rows is not None:
-        keep = np.sort(transactions["customer_id"].unique())[:rows]
-        transactions = transactions[transactions["customer_id"].isin(keep)].reset_index(drop=True)
+    transactions = first_customers(load_transactions(), rows)
     return {definitions.CDNOW_VIEW: history_table(transactions)}, spine_table(transactions)

@@ -40,8 +40,7 @@ class Prepared:
 
 def _entity_key(frame, spec) -> List[str]:
     from components import feature_store_example_gen as gen
-    columns = [frame[c].astype(object).tolist() for c in spec.entity_columns]
-    return ["|".join(gen._entity_text(v) for v in values) for values in zip(*columns)]
+    return gen.entity_keys_of(frame, spec).tolist()
 
 
 def ingest(data) -> Tuple[Dict[str, List[bytes]], Dict[str, np.ndarray]]:

@@ -5,6 +5,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from rqvalue.bench.decoding import COLUMNS as DECODING_COLUMNS
 from rqvalue.bench.rows import ABLATIONS, BASE_KIND, DURATION_FEATURE, OOD_ROWS, VALIDATION_FRACTION
 
 # Metric key -> (column title, higher is better). Order = table order.
@@ -279,9 +280,9 @@ def decoding_table(runs: Sequence[Mapping[str, Any]], default: str, kind: str = 
                  f"`{default}`, is the rqreg row above; interval recalibrated per rule; `beam` keeps the "
                  f"{runs[0].get('beam_width', '?')} most probable code prefixes per level):")
         header = "| decoding |"
-    lines = ["", title, "", header + " " + " | ".join(decoding.COLUMNS.values()) + " |",
-             "|---|" + "---|" * len(decoding.COLUMNS)]
+    lines = ["", title, "", header + " " + " | ".join(DECODING_COLUMNS.values()) + " |",
+             "|---|" + "---|" * len(DECODING_COLUMNS)]
     for decoding, values in per_rule.items():
         agg = aggregate(values)
-        lines.append(f"| {decoding} | " + " | ".join(_cell(agg, key) for key in decoding.COLUMNS) + " |")
+        lines.append(f"| {decoding} | " + " | ".join(_cell(agg, key) for key in DECODING_COLUMNS) + " |")
     return lines

@@ -39,7 +39,7 @@ BASE_KIND = "rqreg"
 
 
 # ModelConfig fields that Transform uses (models.preprocessing.transform_config): a row that changes one
-# gets its own Transform of the data set (`bench_data.reanalyze`).
+# gets its own Transform of the data set (`rqvalue.bench.data.reanalyze`).
 TRANSFORM_SETTINGS = ("label_transform", "value_buckets", "codebook_sizes", "first_level_median",
                       "codebook_resolution")
 

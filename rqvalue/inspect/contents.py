@@ -151,7 +151,7 @@ def schema_view(store: mlmd.RunHistory, run_ref: Optional[str]) -> tuple:
 
 
 def _schema_component(run: mlmd.Run) -> str:
-    return "SchemaGen" if run.step("SchemaGen") else "ImportSchemaGen"
+    return next((c for c in ("LabelRules", "SchemaGen") if run.step(c)), "ImportSchemaGen")
 
 
 def _schema_feature(feature, string_domains) -> Dict[str, Any]:

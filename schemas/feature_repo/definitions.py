@@ -15,6 +15,7 @@ from feast.types import Float64, Int64, String
 from schemas import features
 
 CDNOW_VIEW = "customer_history"
+CDNOW_SNAPSHOTS_VIEW = "customer_snapshots"
 SYNTHETIC_LTV_VIEW = "customer_profile"
 WATCH_TIME_USER_VIEW = "user_features"
 WATCH_TIME_ITEM_VIEW = "item_features"
@@ -37,6 +38,33 @@ def _entity(name: str, join_key: str, description: str) -> Entity:
     return Entity(name=name, join_keys=[join_key], value_type=ValueType.INT64, description=description)
 
 
+def _customer_view(data_dir: str, view_name: str, service_name: str, *, dataset: str, customer: str,
+                   fields: List[Field], description: str, service_description: str) -> List:
+    """[customer entity, source, one feature view keyed by customer_id, its feature service]: a one-view data set.
+
+    Args:
+      data_dir: folder that holds `<view_name>.parquet`.
+      view_name, service_name: names of the feature view and the feature service.
+      dataset: the data set's name (the view's `dataset` tag).
+      customer: description of the customer entity.
+      fields: the view's features (the customer_id join key is added first).
+      description, service_description: descriptions of the view and the service.
+    """
+    entity = _entity("customer", "customer_id", customer)
+    source = _source(data_dir, view_name)
+    view = FeatureView(
+        name=view_name,
+        entities=[entity],
+        ttl=timedelta(days=730),
+        schema=[Field(name="customer_id", dtype=Int64, description="Customer id, the join key."), *fields],
+        source=source,
+        description=description,
+        tags={"dataset": dataset},
+    )
+    service = FeatureService(name=service_name, features=[view], description=service_description)
+    return [entity, source, view, service]
+
+
 def cdnow_objects(data_dir: str) -> List:
     """Feast objects of the CDNOW customer history.
 
@@ -46,27 +74,55 @@ def cdnow_objects(data_dir: str) -> List:
     Returns:
       [customer entity, source, `customer_history` feature view, `cdnow_ltv_v1` feature service].
     """
-    customer = _entity("customer", "customer_id", "CDNOW customer id (int64).")
-    source = _source(data_dir, CDNOW_VIEW)
-    view = FeatureView(
-        name=CDNOW_VIEW,
-        entities=[customer],
-        ttl=timedelta(days=730),
-        schema=[
-            Field(name="customer_id", dtype=Int64, description="Customer id, the join key."),
-            Field(name="total_spend", dtype=Float64, description="Dollars spent to date (cumulative)."),
-            Field(name="total_cds", dtype=Int64, description="CDs bought to date (cumulative)."),
-            Field(name="num_purchases", dtype=Int64, description="Transactions to date (cumulative)."),
-            Field(name="days_active", dtype=Int64, description="Distinct purchase days to date (cumulative)."),
-            Field(name="first_purchase_month", dtype=String, description="Month of the first purchase, 'YYYY-MM'."),
-            Field(name="first_purchase_weekday", dtype=String, description="Weekday of the first purchase, Mon..Sun."),
-        ],
-        source=source,
+    fields = [
+        Field(name="total_spend", dtype=Float64, description="Dollars spent to date (cumulative)."),
+        Field(name="total_cds", dtype=Int64, description="CDs bought to date (cumulative)."),
+        Field(name="num_purchases", dtype=Int64, description="Transactions to date (cumulative)."),
+        Field(name="days_active", dtype=Int64, description="Distinct purchase days to date (cumulative)."),
+        Field(name="first_purchase_month", dtype=String, description="Month of the first purchase, 'YYYY-MM'."),
+        Field(name="first_purchase_weekday", dtype=String, description="Weekday of the first purchase, Mon..Sun."),
+    ]
+    return _customer_view(
+        data_dir, CDNOW_VIEW, "cdnow_ltv_v1", dataset="cdnow", customer="CDNOW customer id (int64).", fields=fields,
         description="One row per customer and purchase day, stamped at the end of that day (23:59:59 UTC).",
-        tags={"dataset": "cdnow"},
-    )
-    service = FeatureService(name="cdnow_ltv_v1", features=[view], description="Features of the CDNOW LTV model.")
-    return [customer, source, view, service]
+        service_description="Features of the CDNOW LTV model.")
+
+
+def cdnow_snapshots_objects(data_dir: str) -> List:
+    """Feast objects of CDNOW scored at monthly cut-offs: what a daily feature job writes.
+
+    Args:
+      data_dir: folder that holds `customer_snapshots.parquet`.
+
+    Returns:
+      [customer entity, source, `customer_snapshots` feature view, `cdnow_snapshots_ltv_v1` feature service].
+    """
+    fields = [
+        Field(name="frequency", dtype=Int64, description="Repeat purchase days to date (purchase days - 1)."),
+        Field(name="recency_days", dtype=Int64, description="Days from the first to the last purchase day."),
+        Field(name="customer_age_days", dtype=Int64, description="Days since the first purchase day (T)."),
+        Field(name="days_since_last_purchase", dtype=Int64, description="Days since the last purchase day."),
+        Field(name="monetary_value", dtype=Float64,
+              description="Mean spend of the repeat purchase days (0 without one)."),
+        Field(name="avg_order_value", dtype=Float64, description="Dollars per transaction to date."),
+        Field(name="first_order_value", dtype=Float64, description="Dollars spent on the first purchase day."),
+        Field(name="total_spend", dtype=Float64, description="Dollars spent to date (cumulative)."),
+        Field(name="total_cds", dtype=Int64, description="CDs bought to date (cumulative)."),
+        Field(name="num_purchases", dtype=Int64, description="Transactions to date (cumulative)."),
+    ]
+    for days in features.CDNOW_SNAPSHOT_WINDOWS_DAYS:
+        fields += [
+            Field(name=f"spend_{days}d", dtype=Float64, description=f"Dollars spent in the last {days} days."),
+            Field(name=f"cds_{days}d", dtype=Int64, description=f"CDs bought in the last {days} days."),
+            Field(name=f"purchases_{days}d", dtype=Int64, description=f"Transactions in the last {days} days."),
+        ]
+    fields.append(Field(name="cohort", dtype=String, description="Month of the first purchase, 'YYYY-MM'."))
+    return _customer_view(
+        data_dir, CDNOW_SNAPSHOTS_VIEW, "cdnow_snapshots_ltv_v1", dataset="cdnow_snapshots",
+        customer="CDNOW customer id (int64).", fields=fields,
+        description="One row per customer on each purchase day and each month end from the first purchase on, "
+                    "stamped at the end of that day (23:59:59 UTC) with the values at that time.",
+        service_description="Features of the CDNOW LTV model scored at month ends.")
 
 
 def synthetic_ltv_objects(data_dir: str) -> List:
@@ -78,31 +134,21 @@ def synthetic_ltv_objects(data_dir: str) -> List:
     Returns:
       [customer entity, source, `customer_profile` feature view, `synthetic_ltv_v1` feature service].
     """
-    customer = _entity("customer", "customer_id", "Synthetic customer id (int64).")
-    source = _source(data_dir, SYNTHETIC_LTV_VIEW)
-    view = FeatureView(
-        name=SYNTHETIC_LTV_VIEW,
-        entities=[customer],
-        ttl=timedelta(days=730),
-        schema=[
-            Field(name="customer_id", dtype=Int64, description="Customer id, the join key."),
-            Field(name="first_order_value", dtype=Float64, description="Value of the first order."),
-            Field(name="first_order_items", dtype=Int64, description="Items in the first order."),
-            Field(name="discount_share", dtype=Float64, description="Share of spend to date bought at a discount."),
-            Field(name="orders_to_date", dtype=Int64, description="Orders to date (cumulative)."),
-            Field(name="spend_to_date", dtype=Float64, description="Spend to date (cumulative)."),
-            Field(name="channel", dtype=String, description="Acquisition channel."),
-            Field(name="country", dtype=String, description="Country code."),
-            Field(name="device", dtype=String, description="Device of the first order: ios, android or web."),
-        ],
-        source=source,
+    fields = [
+        Field(name="first_order_value", dtype=Float64, description="Value of the first order."),
+        Field(name="first_order_items", dtype=Int64, description="Items in the first order."),
+        Field(name="discount_share", dtype=Float64, description="Share of spend to date bought at a discount."),
+        Field(name="orders_to_date", dtype=Int64, description="Orders to date (cumulative)."),
+        Field(name="spend_to_date", dtype=Float64, description="Spend to date (cumulative)."),
+        Field(name="channel", dtype=String, description="Acquisition channel."),
+        Field(name="country", dtype=String, description="Country code."),
+        Field(name="device", dtype=String, description="Device of the first order: ios, android or web."),
+    ]
+    return _customer_view(
+        data_dir, SYNTHETIC_LTV_VIEW, "synthetic_ltv_v1", dataset="synthetic_ltv",
+        customer="Synthetic customer id (int64).", fields=fields,
         description="One row at the end of the first order day, then one per repeat order with updated totals.",
-        tags={"dataset": "synthetic_ltv"},
-    )
-    service = FeatureService(
-        name="synthetic_ltv_v1", features=[view], description="Features of the synthetic LTV model."
-    )
-    return [customer, source, view, service]
+        service_description="Features of the synthetic LTV model.")
 
 
 def watch_time_objects(data_dir: str) -> List:
@@ -153,6 +199,7 @@ def watch_time_objects(data_dir: str) -> List:
 
 OBJECTS: Dict[str, Callable[[str], List]] = {
     "cdnow": cdnow_objects,
+    "cdnow_snapshots": cdnow_snapshots_objects,
     "synthetic_ltv": synthetic_ltv_objects,
     "watch_time": watch_time_objects,
 }

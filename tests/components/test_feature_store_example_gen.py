@@ -2,8 +2,10 @@
 
 import dataclasses
 import os
+import re
 
 import numpy as np
+import own_data
 import pandas as pd
 import pytest
 import tensorflow as tf
@@ -65,13 +67,6 @@ def test_encoding_of_each_kind_of_column(ltv):
     assert "label" not in examples[1].features.feature
 
 
-def test_non_numeric_label_is_written_as_text_so_validation_sees_the_type(ltv):
-    frame = ingest.retrieve(ltv).head(3)
-    frame["label"] = ["1.5", "abc", "0"]
-    examples = ingest.to_examples(frame, ltv)
-    assert examples[1].features.feature["label"].bytes_list.value[0] == b"abc"
-
-
 def test_write_examples_splits_by_entity_deterministically(ltv, tmp_path):
     frame = ingest.retrieve(ltv)
     counts = ingest.write_examples(frame, ltv, str(tmp_path))
@@ -86,6 +81,23 @@ def test_write_examples_splits_by_entity_deterministically(ltv, tmp_path):
     assert not ids["train"] & ids["eval"] and not ids["valid"] & (ids["train"] | ids["eval"])
     assert counts["valid"] > 0
     assert ingest.split_of("42", 0.2, 0.1) == ingest.split_of("42", 0.2, 0.1)
+
+
+def test_every_snapshot_of_an_entity_lands_in_its_one_split(tmp_path):
+    data = datasets.prepare("cdnow_snapshots", str(tmp_path / "data"), rows=200)
+    spec = ingest.IngestionSpec.from_data_config(data)
+    frame = ingest.retrieve(spec)
+    assert frame.groupby("customer_id").size().eq(4).all()  # four cut-offs per customer
+    counts = ingest.write_examples(frame, spec, str(tmp_path / "examples"))
+    splits_of = {}
+    for split in ingest.SPLITS:
+        path = os.path.join(tmp_path, "examples", f"Split-{split}", "data_tfrecord-00000-of-00001.gz")
+        for record in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+            feature = tf.train.Example.FromString(record.numpy()).features.feature
+            splits_of.setdefault(feature["customer_id"].bytes_list.value[0], []).append(split)
+    assert len(splits_of) == 200 and sum(counts.values()) == 800
+    assert all(len(found) == 4 and len(set(found)) == 1 for found in splits_of.values())
+    assert all(count > 0 and count % 4 == 0 for count in counts.values())
 
 
 def test_missing_spine_column_names_the_column(ltv, tmp_path):
@@ -149,3 +161,135 @@ def test_a_span_without_rows_is_an_error_naming_the_window(ltv):
 def test_without_spans_the_whole_spine_is_span_zero(ltv):
     assert ingest.latest_span(ltv) == 0
     assert len(ingest.retrieve(ltv, 0)) == len(ingest.read_spine(ltv))
+
+
+# -- bad labels, duplicate rows and spine rows without features ------------------------------------
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    """A user's own data with an inferred schema: Int64 `tier` as a category, a 30-day TTL."""
+    return ingest.IngestionSpec.from_data_config(own_data.prepare(str(tmp_path_factory.mktemp("own"))))
+
+
+def _with_spine(spec, spine, tmp_path, **changes):
+    path = str(tmp_path / "spine.csv")
+    spine.to_csv(path, index=False)
+    return dataclasses.replace(spec, spine=path, **changes)
+
+
+def _own_spine(spec):
+    return pd.read_parquet(spec.spine)
+
+
+def _split(customer_id, spec):
+    return ingest.split_of(str(customer_id), spec.eval_fraction, spec.validation_fraction)
+
+
+@pytest.mark.parametrize("bad, fault", [
+    (-1.0, "a negative label"),
+    (np.nan, r"no label \(empty or NaN\)"),
+    ("abc", "a label that is not a number"),
+    ("inf", "an infinite label"),
+])
+def test_a_bad_label_stops_ingestion_naming_split_column_count_and_entity(own, tmp_path, bad, fault):
+    spine = _own_spine(own).astype({"label": object})
+    spine.loc[[4, 9], "label"] = bad
+    spec = _with_spine(own, spine, tmp_path)
+    with pytest.raises(ingest.IngestionError) as raised:
+        ingest.retrieve(spec)
+    message = str(raised.value)
+    assert "data.label 'label'" in message and "nothing was trained or pushed" in message
+    for customer in (5, 10):  # rows 4 and 9
+        split = _split(customer, spec)
+        assert re.search(rf"split '{split}': [12] rows? with {fault} \(e\.g\. customer_id=", message), message
+    assert "customer_id=5 " in message or "customer_id=10 " in message
+
+
+def test_every_label_fault_is_reported_at_once(own, tmp_path):
+    spine = _own_spine(own).astype({"label": object})
+    spine.loc[0, "label"], spine.loc[1, "label"], spine.loc[2, "label"] = -3.0, None, "12 USD"
+    with pytest.raises(ingest.IngestionError) as raised:
+        ingest.retrieve(_with_spine(own, spine, tmp_path))
+    for fault in ("negative", "no label", "not a number"):
+        assert fault in str(raised.value)
+
+
+def test_zero_and_numeric_text_labels_pass_the_label_check(own, tmp_path):
+    spine = _own_spine(own).astype({"label": object})
+    spine.loc[0, "label"], spine.loc[1, "label"] = "0", "12.5"
+    frame = ingest.retrieve(_with_spine(own, spine, tmp_path))
+    examples = ingest.to_examples(frame, own)
+    assert list(examples[0].features.feature["label"].float_list.value) == [0.0]
+    assert list(examples[1].features.feature["label"].float_list.value) == [12.5]
+
+
+def test_duplicate_rows_are_named_as_duplicates(own, tmp_path):
+    spine = _own_spine(own)
+    spine = pd.concat([spine, spine.iloc[[7]]], ignore_index=True)
+    with pytest.raises(ingest.IngestionError, match=r"2 spine rows share their \(customer_id\) and "
+                                                     r"'prediction_time' with another row \(e\.g\. customer_id=8 at "):
+        ingest.retrieve(_with_spine(own, spine, tmp_path))
+
+
+def _shifted(spec, row, **change):
+    spine = _own_spine(spec)
+    for column, value in change.items():
+        spine.loc[row, column] = value(spine.loc[row, column]) if callable(value) else value
+    return spine
+
+
+UNKNOWN_ENTITY = dict(customer_id=10_000)
+ONLY_LATER = dict(prediction_time=lambda t: t - pd.Timedelta(days=2))  # before the sign-up row
+BEYOND_TTL = dict(prediction_time=lambda t: t + pd.Timedelta(days=45))  # later row is 34 days old
+
+
+@pytest.mark.parametrize("change, cause", [
+    (UNKNOWN_ENTITY, r"1 row whose entity is not in the feature store \(e\.g\. customer_id=10000 at "),
+    (ONLY_LATER, r"1 row whose feature rows all lie after its prediction time \(e\.g\. customer_id=4 at "
+                 r"2024-01-0\d.*; first feature row at 2024-01-02 00:00"),
+    (BEYOND_TTL, r"1 row whose latest feature row is older than the view's TTL of 30 days \(e\.g\. customer_id=4 "
+                 r"at 2024-02-1\d.*; latest feature row at 2024-01-12 00:00"),
+])
+def test_rows_without_features_stop_ingestion_naming_the_cause(own, tmp_path, change, cause):
+    spec = _with_spine(own, _shifted(own, 3, **change), tmp_path)
+    with pytest.raises(ingest.IngestionError) as raised:
+        ingest.retrieve(spec)
+    message = str(raised.value)
+    assert re.search(r"1 of 60 spine rows \(1\.7%\) have no feature row", message), message
+    assert "data.max_missing_feature_share=0" in message and "nothing was trained or pushed" in message
+    assert re.search(rf"feature view 'profile': {cause}", message), message
+    assert "with another row" not in message and "collapse" not in message  # not blamed on duplicates
+
+
+def test_within_the_allowed_share_rows_without_features_are_kept_with_features_missing(own, tmp_path):
+    spine = _shifted(own, 3, **UNKNOWN_ENTITY)
+    spec = _with_spine(own, spine, tmp_path, max_missing_feature_share=0.02)
+    retrieval = ingest.retrieval(spec)
+    assert retrieval.rows_without_features == 1
+    frame = retrieval.frame
+    np.testing.assert_array_equal(frame.customer_id.values, spine.customer_id.values)
+    assert frame.loc[3, ["spend", "tier", "channel"]].isna().all()
+    assert frame.drop(index=3)[["spend", "tier", "channel"]].notna().all().all()
+    with pytest.raises(ingest.IngestionError, match=r"more than data\.max_missing_feature_share=0\.01 allows"):
+        ingest.retrieve(dataclasses.replace(spec, max_missing_feature_share=0.01))
+
+
+def test_integer_categories_keep_their_identity_next_to_a_row_without_features(own, tmp_path):
+    """An Int64 category is written "3", never "3.0", whatever else is missing; serving must be sent b"3"."""
+    spec = _with_spine(own, _shifted(own, 3, **UNKNOWN_ENTITY), tmp_path, max_missing_feature_share=0.02)
+    examples = ingest.to_examples(ingest.retrieve(spec), spec)
+    tiers = {e.features.feature["tier"].bytes_list.value[0] for e in examples if "tier" in e.features.feature}
+    assert tiers == {b"1", b"2", b"3"}
+    assert "tier" not in examples[3].features.feature
+
+
+def test_a_row_without_one_views_features_keeps_the_other_views(tmp_path):
+    data = datasets.prepare("watch_time", str(tmp_path / "wt"), rows=200)
+    spec = ingest.IngestionSpec.from_data_config(data)
+    spine = pd.read_parquet(spec.spine)
+    spine.loc[5, "item_id"] = 999_999
+    spec = _with_spine(spec, spine, tmp_path, max_missing_feature_share=0.01)
+    frame = ingest.retrieve(spec)
+    assert len(frame) == len(spine)
+    assert frame.loc[5, ["video_duration", "item_category"]].isna().all()
+    assert frame.loc[5, ["user_activity", "user_favorite_category"]].notna().all()

@@ -7,13 +7,15 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 import tf_keras as keras
-from toy_data import zero_inflated
+from toy_data import RQREG_PLAIN, zero_inflated
 
 from models import base, codebook, losses, registry
 from schemas import features
 
 BASELINES = ("ziln", "mse", "logmse", "twostage")
-CONFIG = {"embedding_dim": 4, "hidden_units": (16,), "lstm_units": 8, "regression_weight": 1.0}
+CONFIG = {"embedding_dim": 4, "hidden_units": (16,), "lstm_units": 8, **RQREG_PLAIN,
+          "gbdt_loss": "poisson", "gbdt_max_trees": 20, "gbdt_max_depths": (3,), "gbdt_shrinkages": (0.1,),
+          "gbdt_min_examples": (5,), "seed": 0, "categorical_features": ("c",)}
 
 
 def test_ziln_loss_matches_the_closed_form_on_hand_written_rows():
@@ -72,13 +74,15 @@ def test_loss_falls_and_serving_outputs_are_ordered(kind):
     assert np.all(lower <= median + 1e-4) and np.all(median <= upper + 1e-4)
 
 
-@pytest.mark.parametrize("kind", BASELINES + ("rqreg",))
+@pytest.mark.parametrize("kind", BASELINES + ("rqreg", "gbdt"))
 def test_predictions_stay_bounded_far_outside_the_training_range(kind):
     inputs, target, labels = zero_inflated(64)
     context = base.TrainContext(numeric_keys=("x",), vocab_sizes={"c": 4}, label_transform="log1p",
                                 train_labels=labels,
                                 codebook_levels=tuple(codebook.fit(target, (4, 3))))
     model = registry.build(kind, CONFIG, context)
+    if model.trains_itself:  # trees have nothing to predict with before they are grown
+        model.fit_on_rows((inputs, labels), (inputs, labels), log=None)
     extreme = {features.transformed_name("x"): np.full(4, 1e4, np.float32),
                features.transformed_name("c"): np.zeros(4, np.int64)}
     prediction = model.predict_outputs(extreme)["prediction"].numpy()

@@ -7,13 +7,13 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 import tf_keras as keras
-from toy_data import zero_inflated
+from toy_data import RQREG_PLAIN, zero_inflated
 
 from models import base, calibration, codebook, registry
 from schemas import features
 
 Z90 = scipy.stats.norm.ppf(0.9)
-CONFIG = {"embedding_dim": 4, "hidden_units": (8,), "lstm_units": 8, "regression_weight": 1.0}
+CONFIG = {"embedding_dim": 4, "hidden_units": (8,), "lstm_units": 8, **RQREG_PLAIN}
 
 
 def _lognormal_rows(n, seed, zero_share=0.0):

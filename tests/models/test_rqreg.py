@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
-from toy_data import zero_inflated
+from toy_data import RQREG_PLAIN, zero_inflated
 
 from models import base, codebook
 from models import rqreg as rq_model
@@ -27,9 +27,7 @@ def _context(book, labels=np.array([0.0, 500.0])):
 
 
 # A small plain model: cross-entropy and the Huber term, no Rank-N-Contrast, no scheduled sampling.
-PLAIN = dict(embedding_dim=4, hidden_units=(16,), lstm_units=16, regression_weight=1.0, rnc_weight=0.0,
-             rnc_temperature=2.0, sampling_probability=0.0, decoding="tree", beam_width=4, code_smoothing=0.0,
-             rnc_representation="codes")
+PLAIN = dict(embedding_dim=4, hidden_units=(16,), lstm_units=16, **RQREG_PLAIN)
 
 
 def _model(book, **settings):

@@ -4,6 +4,11 @@ import numpy as np
 
 from schemas import features
 
+# RQ-Reg's settings beyond its layer sizes, as the model tests build it: the code cross-entropy and
+# the Huber term, no Rank-N-Contrast, no scheduled sampling, the exact tree decoding.
+RQREG_PLAIN = dict(regression_weight=1.0, rnc_weight=0.0, rnc_temperature=2.0, sampling_probability=0.0,
+                   decoding="tree", beam_width=4, code_smoothing=0.0, rnc_representation="codes")
+
 
 def zero_inflated(n: int = 512, seed: int = 0):
     """One numeric and one categorical feature that determine a zero-inflated target.

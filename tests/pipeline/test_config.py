@@ -34,6 +34,8 @@ def test_load_resolves_paths_against_the_file_and_reads_sections(tmp_path):
     ({"span_days": -7}, "data.span_days"),
     ({"window_spans": 0}, "data.window_spans"),
     ({"span_origin": "monday"}, "data.span_origin"),
+    ({"max_missing_feature_share": -0.1}, "data.max_missing_feature_share"),
+    ({"max_missing_feature_share": 1.5}, "data.max_missing_feature_share"),
     ({"colour": "red"}, "colour"),
 ])
 def test_bad_data_section_names_the_field(change, field):
@@ -45,6 +47,9 @@ def test_bad_data_section_names_the_field(change, field):
     ({"label_transform": "sqrt"}, "model.label_transform"),
     ({"codebook_sizes": [1]}, "model.codebook_sizes"),
     ({"train_steps": 0}, "model.train_steps"),
+    ({"gbdt_loss": "tweedie"}, "model.gbdt_loss"),
+    ({"gbdt_max_depths": []}, "model.gbdt_max_depths"),
+    ({"gbdt_shrinkages": [0.1, -0.1]}, "model.gbdt_shrinkages"),
 ])
 def test_bad_model_section_names_the_field(model, field):
     with pytest.raises(config.ConfigError, match=field):

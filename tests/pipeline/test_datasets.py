@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline import datasets
-from pipeline.datasets import cdnow, synthetic
+from pipeline.datasets import cdnow, cdnow_snapshots, synthetic
 from schemas import features
 from schemas.feature_repo import definitions
 
@@ -97,6 +97,110 @@ def test_cdnow_history_is_cumulative_with_first_day_rows_at_prediction_time():
     assert table.groupby("customer_id").size().max() > 1  # later rows exist, so leakage is testable
     assert set(table["first_purchase_weekday"]) <= set(features.WEEKDAYS)
     assert set(table["first_purchase_month"]) <= set(features.CDNOW_FIRST_PURCHASE_MONTHS)
+
+
+def _log(rows):
+    """A hand-written purchase log: (customer_id, date, number_of_cds, dollar_value) per transaction."""
+    frame = pd.DataFrame(rows, columns=["customer_id", "date", "number_of_cds", "dollar_value"])
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame
+
+
+def test_snapshots_score_every_customer_at_every_cutoff_without_censoring():
+    transactions = cdnow.load_transactions()
+    assert transactions["date"].max() == pd.Timestamp(cdnow_snapshots.LOG_END)
+    assert transactions["date"].min() == pd.Timestamp("1997-01-01")
+    last_cutoff = pd.Timestamp(cdnow_snapshots.CUTOFF_DAYS[-1])
+    assert last_cutoff + pd.Timedelta(days=cdnow_snapshots.HORIZON_DAYS) <= transactions["date"].max()
+    first_day = transactions.groupby("customer_id")["date"].min()
+    assert first_day.max() <= pd.Timestamp(cdnow_snapshots.CUTOFF_DAYS[0])  # all acquired by the first cut-off
+
+    spine = cdnow_snapshots.spine_table(transactions)
+    assert len(spine) == 4 * 23_570 == 94_280
+    assert not spine.duplicated(["customer_id", features.TIMESTAMP_KEY]).any()
+    assert spine.groupby("customer_id").size().eq(4).all()
+    expected_times = pd.DatetimeIndex(cdnow_snapshots.CUTOFF_DAYS) + pd.Timedelta(hours=23, minutes=59, seconds=59)
+    assert sorted(spine[features.TIMESTAMP_KEY].unique()) == list(expected_times.tz_localize("UTC"))
+    label = spine[features.LABEL_KEY]
+    assert label.dtype == np.float64 and (label >= 0).all()
+    assert (label == 0).mean() == pytest.approx(0.6233, abs=1e-4)
+    assert label.mean() == pytest.approx(47.99, abs=0.01)
+
+
+def test_snapshot_label_counts_the_days_after_the_cutoff_up_to_the_horizon():
+    transactions = _log(
+        [
+            (1, "1997-01-05", 1, 10.0),
+            (1, "1997-03-31", 2, 20.0),  # the first cut-off day itself: a feature, not label, of that cut-off
+            (1, "1997-04-01", 1, 4.0),  # day +1
+            (1, "1998-03-31", 1, 8.0),  # day +365: in the window of 1997-03-31
+            (1, "1998-04-01", 1, 16.0),  # day +366: out of it, in the window of 1997-04-30
+            (2, "1997-02-10", 1, 5.0),
+        ]
+    )
+    spine = cdnow_snapshots.spine_table(transactions).set_index(["customer_id", features.TIMESTAMP_KEY])
+    label = spine[features.LABEL_KEY]
+    at = {day: pd.Timestamp(day + " 23:59:59", tz="UTC") for day in cdnow_snapshots.CUTOFF_DAYS}
+    assert label[(1, at["1997-03-31"])] == 12.0
+    assert label[(1, at["1997-04-30"])] == 24.0
+    assert label[(1, at["1997-06-30"])] == 24.0
+    assert (label.loc[2] == 0).all() and len(label.loc[2]) == 4
+
+
+def test_snapshot_features_on_a_hand_written_log():
+    transactions = _log(
+        [
+            (1, "1997-01-05", 1, 10.0),
+            (1, "1997-01-05", 2, 5.5),  # two transactions on the first day
+            (1, "1997-02-01", 1, 20.0),
+            (1, "1997-03-20", 3, 30.0),
+            (1, "1997-04-10", 1, 99.0),  # after the first cut-off
+        ]
+    )
+    days = cdnow_snapshots.daily_purchases(transactions)
+    got = cdnow_snapshots.features_as_of(days, np.array([1]), pd.Series([pd.Timestamp("1997-03-31")])).iloc[0]
+    assert got[features.EVENT_TIMESTAMP_KEY] == pd.Timestamp("1997-03-31 23:59:59", tz="UTC")
+    assert got["frequency"] == 2 and got["num_purchases"] == 4 and got["total_cds"] == 7
+    assert got["recency_days"] == 74 and got["customer_age_days"] == 85 and got["days_since_last_purchase"] == 11
+    assert got["total_spend"] == pytest.approx(65.5) and got["first_order_value"] == pytest.approx(15.5)
+    assert got["monetary_value"] == pytest.approx(25.0) and got["avg_order_value"] == pytest.approx(65.5 / 4)
+    assert got["spend_30d"] == pytest.approx(30.0) and got["purchases_30d"] == 1 and got["cds_30d"] == 3
+    # 90 days back from 1997-03-31 is 1997-01-01 (excluded), so the window holds every purchase.
+    assert got["spend_90d"] == pytest.approx(65.5) and got["purchases_90d"] == 4
+    assert got["cohort"] == "1997-01"
+    with pytest.raises(ValueError, match="customer 1 has no purchase on or before 1997-01-04"):
+        cdnow_snapshots.features_as_of(days, np.array([1]), pd.Series([pd.Timestamp("1997-01-04")]))
+
+
+def test_snapshot_rfm_features_are_those_of_lifetimes_at_each_cutoff():
+    from lifetimes.utils import summary_data_from_transaction_data
+
+    transactions = cdnow.first_customers(cdnow.load_transactions(), 500)
+    days = cdnow_snapshots.daily_purchases(transactions)
+    for cutoff in cdnow_snapshots.CUTOFF_DAYS[::3]:
+        want = summary_data_from_transaction_data(
+            transactions, "customer_id", "date", monetary_value_col="dollar_value", observation_period_end=cutoff)
+        at = pd.Series([pd.Timestamp(cutoff)] * len(want))
+        got = cdnow_snapshots.features_as_of(days, want.index.to_numpy(), at)
+        for theirs, ours in (("frequency", "frequency"), ("recency", "recency_days"), ("T", "customer_age_days"),
+                             ("monetary_value", "monetary_value")):
+            np.testing.assert_allclose(got[ours].to_numpy(), want[theirs].to_numpy(), atol=1e-9, err_msg=ours)
+
+
+def test_snapshot_table_has_rows_on_purchase_days_and_every_month_end():
+    transactions = _log([(3, "1997-03-31", 1, 7.0), (3, "1997-05-02", 1, 3.0), (3, "1998-06-30", 1, 1.0)])
+    table = cdnow_snapshots.history_table(transactions)
+    dates = table[features.EVENT_TIMESTAMP_KEY].dt.strftime("%Y-%m-%d").tolist()
+    month_ends = pd.date_range("1997-03-31", "1998-06-30", freq="M").strftime("%Y-%m-%d").tolist()
+    assert dates == sorted(set(month_ends) | {"1997-05-02"})  # one row per day, month-end purchase included
+    may = table.set_index(features.EVENT_TIMESTAMP_KEY).loc[pd.Timestamp("1997-05-31 23:59:59", tz="UTC")]
+    assert may["spend_30d"] == pytest.approx(3.0) and may["spend_90d"] == pytest.approx(10.0)
+    assert may["days_since_last_purchase"] == 29 and may["frequency"] == 1
+    assert list(table.columns) == (
+        ["customer_id", features.EVENT_TIMESTAMP_KEY]
+        + list(features.CDNOW_SNAPSHOTS_NUMERIC_FEATURES)
+        + list(features.CDNOW_SNAPSHOTS_CATEGORICAL_FEATURES)
+    )
 
 
 @pytest.mark.parametrize("generate", [synthetic.ltv, synthetic.watch_time])
@@ -207,7 +311,7 @@ def test_prepare_is_idempotent_and_deterministic(tmp_path):
 
 
 def test_prepare_rejects_unknown_names_and_bad_rows(tmp_path):
-    with pytest.raises(ValueError, match="'nope'.*known: cdnow, synthetic_ltv, watch_time"):
+    with pytest.raises(ValueError, match="'nope'.*known: cdnow, cdnow_snapshots, synthetic_ltv, watch_time"):
         datasets.prepare("nope", str(tmp_path))
     with pytest.raises(ValueError, match="rows"):
         datasets.prepare("synthetic_ltv", str(tmp_path), rows=0)

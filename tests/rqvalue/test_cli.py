@@ -51,13 +51,13 @@ def test_config_error_names_the_field(tmp_path, capsys):
 
 def test_bad_data_stops_with_the_feature_and_the_problem(tmp_path, capsys):
     config = _own_data_config(tmp_path, schema=datasets.schema_path("synthetic_ltv"))
-    spine = tmp_path / "user" / "spine.csv"
-    frame = pd.read_csv(spine)
-    frame.loc[3, "label"] = -1.0
-    frame.to_csv(spine, index=False)
+    table = tmp_path / "user" / "feature_repo" / "data" / "customer_profile.parquet"
+    frame = pd.read_parquet(table)
+    frame.loc[:50, "channel"] = "tv"  # a category the curated schema does not know
+    frame.to_parquet(table, index=False)
     assert cli.main(["run", "--config", config, "--output-dir", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
-    assert "stopped at data validation" in err and "'label'" in err
+    assert "stopped at data validation" in err and "'channel'" in err and "tv" in err
     assert not os.path.exists(tmp_path / "runs" / "serving")
 
 

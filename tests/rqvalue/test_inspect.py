@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline import config as config_lib
-from pipeline import local_runner, mlmd
+from pipeline import local_runner, tfma_results
 from rqvalue.inspect import command as inspect
 
 pytestmark = pytest.mark.e2e
@@ -80,7 +80,7 @@ def test_metrics_per_value_bucket_add_up_to_overall(small_run, capsys):
     assert "overall" in slices and len(buckets) >= 3
     overall = slices["overall"]["candidate"]
     assert sum(b["candidate"]["example_count"] for b in buckets) == overall["example_count"] > 0
-    assert overall["mean_absolute_error"] == pytest.approx(result.metrics[mlmd.OVERALL]["mean_absolute_error"])
+    assert overall["mean_absolute_error"] == pytest.approx(result.metrics[tfma_results.OVERALL]["mean_absolute_error"])
     assert data["blessed"] is True and data["failed_thresholds"] == []
     assert data["baseline_model_uri"] is None and slices["overall"]["baseline"] is None  # the first run has none
     assert data["pushed_model"] == result.pushed_model
@@ -148,10 +148,11 @@ def test_errors_are_plain_and_exit_non_zero(small_run, tmp_path, capsys):
 def test_a_run_stopped_by_bad_data_shows_why(small_run, tmp_path, capsys):
     cfg, _ = small_run
     spine = pd.read_parquet(cfg.data.spine)
-    spine.loc[0, cfg.data.label] = -5.0
+    spine.loc[0, "customer_id"] = 99_999_999  # not in the store: kept without features, which the schema requires
     bad_spine = str(tmp_path / "spine.parquet")
     spine.to_parquet(bad_spine)
-    bad = config_lib.replace(cfg, data={"spine": bad_spine}, output_dir=str(tmp_path / "out"))
+    bad = config_lib.replace(cfg, data={"spine": bad_spine, "max_missing_feature_share": 0.01},
+                             output_dir=str(tmp_path / "out"))
     with pytest.raises(Exception):
         local_runner.run(bad, report=None)
 
@@ -159,7 +160,7 @@ def test_a_run_stopped_by_bad_data_shows_why(small_run, tmp_path, capsys):
     assert run["status"] == "failed" and run["failed_component"] == "ValidationGate"
     assert "Transform" not in {c["component"] for c in run["components"]}
     problems = _json(capsys, bad.output_dir, "anomalies")["anomalies"]
-    assert any("'label'" in p for p in problems)
+    assert any("'total_spend'" in p for p in problems)
     for view in ("metrics", "codebook"):
         code, out, err = _inspect(capsys, view, "--output-dir", bad.output_dir)
         assert code != 0 and not out

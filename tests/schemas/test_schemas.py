@@ -16,10 +16,11 @@ from tfx_bsl.coders import example_coder
 from pipeline import datasets
 from schemas import features
 
-ROWS = {"cdnow": None, "synthetic_ltv": 2000, "watch_time": 2000}
+ROWS = {"cdnow": None, "cdnow_snapshots": 1000, "synthetic_ltv": 2000, "watch_time": 2000}
 VOCABULARIES = {
     "first_purchase_month": features.CDNOW_FIRST_PURCHASE_MONTHS,
     "first_purchase_weekday": features.WEEKDAYS,
+    "cohort": features.CDNOW_FIRST_PURCHASE_MONTHS,
     "channel": features.CHANNELS,
     "country": features.COUNTRIES,
     "device": features.DEVICES,
