@@ -51,6 +51,16 @@ def test_scoring_a_folder_a_run_is_using_exits_at_once_and_writes_nothing(tmp_pa
     assert os.listdir(out) == [output_lock.LOCK_FILE]  # no scoring folder, no predictions
 
 
+def test_predict_after_a_run_scores_under_the_lock_that_run_holds(tmp_path, capsys):
+    """`rqvalue run --then-predict`: the run's own lock does not refuse its scoring (it gets as far as
+    looking for a pushed model)."""
+    out = tmp_path / "runs"
+    out.mkdir()
+    with output_lock.hold(str(out)):
+        assert cli.main(["predict", "--config", _config(tmp_path), "--output-dir", str(out)]) == 2
+    assert "run the pipeline first" in capsys.readouterr().err
+
+
 def test_a_wrong_as_of_time_or_entity_list_names_the_option(tmp_path, capsys):
     config = _config(tmp_path)
     assert cli.main(["predict", "--config", config, "--as-of", "soon", "--output-dir", str(tmp_path)]) == 2
