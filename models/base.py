@@ -26,10 +26,11 @@ import tf_keras as keras
 
 from models import label_transform
 from models.layers import FeatureEncoder
+from schemas import features
 
 # Quantiles of the predictive distribution served as `lower` and `upper`: an 80% central interval.
 INTERVAL_QUANTILES = (0.1, 0.9)
-SERVING_KEYS = ("prediction", "median", "lower", "upper")
+SERVING_KEYS = features.SERVING_VALUE_KEYS
 # Predictions are capped at this multiple of the largest training label.
 PREDICTION_CAP_FACTOR = 10.0
 

@@ -300,6 +300,28 @@ class TrainerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScoringConfig:
+    """`rqvalue predict` (pipeline/scoring.py).
+
+    Attributes:
+      view_name: the Feast feature view of the predictions; empty: `predicted_<label>`.
+      chunk_rows: entities retrieved from Feast and written as one TFRecord shard at a time.
+      batch_rows: scored rows read and written to Parquet and the online store at a time.
+    """
+
+    view_name: str = ""
+    chunk_rows: int = 250_000
+    batch_rows: int = 100_000
+
+    def __post_init__(self):
+        for field in ("chunk_rows", "batch_rows"):
+            if getattr(self, field) < 1:
+                raise ConfigError(f"scoring.{field}: must be a positive integer")
+        if self.view_name and not self.view_name.isidentifier():
+            raise ConfigError(f"scoring.view_name: {self.view_name!r} must be letters, digits and underscores")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything one pipeline run needs."""
 
@@ -307,6 +329,7 @@ class RunConfig:
     model: ModelConfig = ModelConfig()
     gate: GateConfig = GateConfig()
     trainer: TrainerConfig = TrainerConfig()
+    scoring: ScoringConfig = ScoringConfig()
     pipeline_name: str = "rqvalue"
     output_dir: str = "runs"
     beam_args: Tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
@@ -357,6 +380,7 @@ def from_dict(values: Mapping[str, Any], base_dir: str = ".") -> RunConfig:
         "model": _build(ModelConfig, values.pop("model", {}) or {}, "model"),
         "gate": _build(GateConfig, values.pop("gate", {}) or {}, "gate"),
         "trainer": _build(TrainerConfig, values.pop("trainer", {}) or {}, "trainer"),
+        "scoring": _build(ScoringConfig, values.pop("scoring", {}) or {}, "scoring"),
     }
     top = _build(RunConfig, {**values, **sections}, "config")
     return top

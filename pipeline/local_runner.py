@@ -7,6 +7,7 @@ As each component finishes, the manifests of its new artifacts are recorded.
 """
 
 import logging
+import os
 import re
 import time
 from typing import Callable, Optional
@@ -106,12 +107,18 @@ def _run_pipeline(config: RunConfig, report: Optional[Callable[[str], None]], sp
     where = trainer_hardware.describe(config.trainer)
     if where and report:
         report(f"  {where}")
-    # TFX reports component progress through absl's logger at INFO; route only that to `report`.
-    # Libraries silence absl for a while and restore absl's verbosity flag, so set the flag too.
     # Each component's new artifacts get their manifest as soon as it finishes, so a run killed
     # later leaves what it finished checkable.
-    handler = _ProgressHandler(report or (lambda _: None),
-                               lambda: artifact_check.record(config.output_dir, config.metadata_path))
+    run_with_progress(pipeline, report, lambda: artifact_check.record(config.output_dir, config.metadata_path))
+
+
+def run_with_progress(pipeline, report: Optional[Callable[[str], None]],
+                      finished: Callable[[], None] = lambda: None) -> None:
+    """Runs a pipeline with LocalDagRunner, sending one line per component start and end to `report`
+    and calling `finished` after each component."""
+    # TFX reports component progress through absl's logger at INFO; route only that to `report`.
+    # Libraries silence absl for a while and restore absl's verbosity flag, so set the flag too.
+    handler = _ProgressHandler(report or (lambda _: None), finished)
     absl_logger = logging.getLogger("absl")
     saved_verbosity, saved_propagate = absl.logging.get_verbosity(), absl_logger.propagate
     absl_logger.addHandler(handler)
@@ -124,3 +131,22 @@ def _run_pipeline(config: RunConfig, report: Optional[Callable[[str], None]], sp
         absl_logger.removeHandler(handler)
         absl_logger.propagate = saved_propagate
         absl.logging.set_verbosity(saved_verbosity)
+
+
+def run_scoring(config: RunConfig, scoring_run, report: Optional[Callable[[str], None]] = print):
+    """Runs the scoring pipeline (`pipeline.scoring`) once and returns what it wrote (`mlmd_scoring.Scoring`).
+
+    The caller holds the output folder's lock (`output_lock.hold`): scoring writes the predictions,
+    the scoring ML Metadata store and the feature store's online rows, and reads the pushed model
+    that a run may be replacing. Scoring reuses nothing from a cache, so it has no artifacts to check.
+
+    Args:
+      config: the run configuration of the training runs.
+      scoring_run: a `pipeline.scoring.ScoringRun`.
+      report: where progress lines go (None: nowhere).
+    """
+    from pipeline import mlmd_scoring, scoring
+
+    os.makedirs(scoring.scoring_dir(config), exist_ok=True)
+    run_with_progress(scoring.create_scoring_pipeline(config, scoring_run), report)
+    return mlmd_scoring.scorings(scoring.metadata_path(config))[-1]

@@ -1,6 +1,8 @@
 """The `rqvalue` command line (each command lives in a module of its own).
 
+  rqvalue init     a ready Feast repo, run config and starter schema from a features table and a spine
   rqvalue run      run the pipeline on an embedded data set or one's own (--config)
+  rqvalue predict  score every entity as of a time with the pushed model, into Parquet and Feast
   rqvalue inspect  what each run produced, from ML Metadata (runs, artifacts, metrics, codebook, ...)
   rqvalue report   one self-contained HTML report of a run's evaluation, with plots
   rqvalue compile  the pipeline as a Vertex AI Pipelines (Kubeflow V2) job spec
@@ -20,7 +22,7 @@ BUSY = 3  # the exit status of a run refused because another run is using its ou
 
 
 def parser() -> argparse.ArgumentParser:
-    from rqvalue import run, schedule
+    from rqvalue import init, predict, run, schedule
     from rqvalue.bench import command as bench
     from rqvalue.inspect import command as inspect
     from rqvalue.report import command as report
@@ -29,7 +31,9 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="rqvalue", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = root.add_subparsers(dest="command", required=True)
+    init.add_parser(commands)
     run.add_parsers(commands)
+    predict.add_parser(commands)
     inspect.add_parser(commands)
     report.add_parser(commands)
     schedule.add_parser(commands)

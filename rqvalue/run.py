@@ -7,22 +7,25 @@ import sys
 import time
 
 from pipeline import config as config_lib
-from pipeline import datasets, output_lock, preflight
+from pipeline import output_lock, preflight
 from rqvalue import console, runner_options
+from rqvalue.config_options import add_source_options, run_config
 
 
 def add_parsers(commands) -> None:
     """Registers `run` and `compile` on the `rqvalue` sub-command parsers."""
     run = commands.add_parser("run", help="run the pipeline: Feast -> validation -> Transform -> Trainer "
                                           "-> Evaluator -> Pusher")
-    _add_source_options(run, "YAML config for one's own Feast repo, spine and label "
-                             "(template: pipeline/configs/own_data.yaml)")
+    add_source_options(run, "YAML config for one's own Feast repo, spine and label "
+                            "(template: pipeline/configs/own_data.yaml)")
     run.add_argument("--output-dir", default="runs",
                      help="folder for ML Metadata, the pipeline root and the serving models (default: runs)")
     _add_model_options(run, "override model.kind (default: rqreg)")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
     run.add_argument("--span", type=int, help="with data.span_days > 0: ingest this span (YYYYMMDD of its "
                                               "first day) instead of the latest one in the spine")
+    run.add_argument("--then-predict", action="store_true",
+                     help="after the run, score every entity as of now with the latest pushed model (rqvalue predict)")
     runner_options.add_runner_arguments(run)
     runner_options.add_trainer_arguments(run)
     run.set_defaults(func=run_main)
@@ -30,7 +33,7 @@ def add_parsers(commands) -> None:
     compile_ = commands.add_parser("compile", help="write the pipeline as a Vertex AI Pipelines job spec (JSON)")
     compile_.add_argument("--target", choices=("vertex",), default="vertex",
                           help="orchestrator to compile for (vertex: TFX's Kubeflow V2 runner)")
-    _add_source_options(compile_, "YAML config of one's own data (its paths must be readable on Vertex: gs://)")
+    add_source_options(compile_, "YAML config of one's own data (its paths must be readable on Vertex: gs://)")
     compile_.add_argument("--output", default="pipeline.json", help="JSON file to write (default: pipeline.json)")
     compile_.add_argument("--image", required=True, help="pipeline image every component runs (docker/Dockerfile)")
     compile_.add_argument("--output-dir", default="runs", help="folder for an embedded data set's files")
@@ -41,48 +44,11 @@ def add_parsers(commands) -> None:
     compile_.set_defaults(func=compile_main)
 
 
-def _add_source_options(parser: argparse.ArgumentParser, config_help: str) -> None:
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--dataset", choices=datasets.NAMES, default="cdnow",
-                        help="embedded data set (default: cdnow, the CDNOW purchase log)")
-    source.add_argument("--config", help=config_help)
-
-
 def _add_model_options(parser: argparse.ArgumentParser, model_help: str) -> None:
     parser.add_argument("--rows", type=int, help="limit the embedded data set to this many entities/rows")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data sets")
     parser.add_argument("--model", choices=config_lib.MODEL_KINDS, help=model_help)
     parser.add_argument("--train-steps", type=int, help="override model.train_steps")
-
-
-def run_config(args: argparse.Namespace) -> config_lib.RunConfig:
-    """The RunConfig of `run`/`compile` options: the config file or embedded data set, then the flags."""
-    from pipeline import runners
-
-    # Runner options, when given, replace the config's beam_args; checked before any data is prepared.
-    beam_args = runner_options.beam_args_from(args) if runner_options.runner_argv(args) else None
-    output_dir = os.path.abspath(args.output_dir)
-    if args.config:
-        cfg = config_lib.load(args.config)
-        cfg = config_lib.replace(cfg, output_dir=output_dir)
-    else:
-        data = datasets.prepare(args.dataset, os.path.join(output_dir, "data", args.dataset),
-                                rows=args.rows, seed=args.seed)
-        cfg = config_lib.RunConfig(data=data, output_dir=output_dir,
-                                   pipeline_name=f"rqvalue-{args.dataset.replace('_', '-')}")
-    if args.model:
-        cfg = config_lib.replace(cfg, model={"kind": args.model})
-    if args.train_steps:
-        cfg = config_lib.replace(cfg, model={"train_steps": args.train_steps})
-    if args.no_cache:
-        cfg = config_lib.replace(cfg, enable_cache=False)
-    if beam_args is not None:
-        cfg = config_lib.replace(cfg, beam_args=beam_args)
-    if args.pipeline_root:
-        cfg = config_lib.replace(cfg, pipeline_root_uri=args.pipeline_root)
-    cfg = runner_options.apply_trainer_arguments(cfg, args)  # --trainer-* flags over the trainer: section
-    runners.check_pipeline_root(cfg.beam_args, cfg.pipeline_root)
-    return cfg
 
 
 def compile_main(args: argparse.Namespace) -> int:
@@ -129,4 +95,8 @@ def _run_locked(args: argparse.Namespace) -> int:
     print(f"pushed model: {result.pushed_model or 'none (not blessed)'}")
     if result.serving_model and result.serving_model != result.pushed_model:
         print(f"serving model (unchanged): {result.serving_model}")
+    if args.then_predict:
+        from rqvalue import predict
+
+        return predict.score_and_report(cfg)
     return 0

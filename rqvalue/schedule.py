@@ -145,6 +145,8 @@ def run_argv(args: argparse.Namespace) -> List[str]:
     argv += ["--output-dir", os.path.abspath(args.output_dir)]
     if args.pipeline_root:
         argv += ["--pipeline-root", args.pipeline_root]
+    if getattr(args, "then_predict", False):
+        argv.append("--then-predict")
     return argv + list(runner_options.runner_argv(args))
 
 
@@ -256,6 +258,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     source.add_argument("--dataset", choices=datasets.NAMES, default="cdnow", help="as for `rqvalue run`")
     source.add_argument("--config", help="as for `rqvalue run`")
     parser.add_argument("--output-dir", default="runs", help="as for `rqvalue run` (default: runs); one entry each")
+    parser.add_argument("--then-predict", action="store_true",
+                        help="after each run, score every entity with the latest pushed model (rqvalue predict)")
     runner_options.add_runner_arguments(parser)
     parser.set_defaults(func=main)
     return parser

@@ -65,6 +65,11 @@ COUNTRIES = ("US", "GB", "DE", "FR", "BR")
 DEVICES = ("ios", "android", "web")
 VIDEO_CATEGORIES = ("news", "music", "gaming", "sports", "comedy", "education", "food", "travel")
 
+# The serving signature (`serving_default`) of every model kind: these value outputs, in label units, and
+# RQ-Reg's greedy codes; scoring writes them under the same names (the codes as `rq_codes`).
+SERVING_VALUE_KEYS = ("prediction", "median", "lower", "upper")
+SERVING_CODES_KEY = "codes"
+
 # Outputs of Transform that are not one-to-one with a raw feature.
 TARGET_KEY = "target_xf"  # the label after the label transform (log1p by default)
 CODES_KEY = "rq_codes"  # [L] residual-quantization codes of the target, coarse to fine

@@ -11,6 +11,7 @@ latest run):
   anomalies   what ExampleValidator found
   schema      the schema the run validated against
   stats       StatisticsGen's statistics per split
+  predictions every `rqvalue predict`: as-of time, model version, rows scored, entities without features
 
 Each view gathers plain dicts and lists first (`rqvalue.inspect.runs`, `rqvalue.inspect.contents`);
 `sections.render` prints them as JSON (`--json`) or as aligned text tables. ML Metadata is opened
@@ -24,7 +25,7 @@ import sys
 from typing import Callable, Dict
 
 from pipeline import mlmd
-from rqvalue.inspect import contents, runs
+from rqvalue.inspect import contents, predictions, runs
 from rqvalue.inspect.sections import render
 
 DEFAULT_OUTPUT_DIR = "runs"
@@ -37,6 +38,7 @@ VIEWS: Dict[str, Callable] = {
     "anomalies": runs.anomalies_view,
     "schema": contents.schema_view,
     "stats": contents.stats_view,
+    "predictions": predictions.predictions_view,
 }
 
 
@@ -48,6 +50,7 @@ _HELP = {
     "anomalies": "what ExampleValidator found",
     "schema": "the schema the run used: feature, type, presence, domain",
     "stats": "StatisticsGen's statistics per split",
+    "predictions": "every scoring (rqvalue predict): as-of time, model version, rows, entities without features",
 }
 
 _DESCRIPTION = ("Shows what the runs in an output folder did and produced, from ML Metadata and the pipeline "
@@ -59,7 +62,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers `inspect` and its views on the `rqvalue` sub-command parsers."""
     inspect = subparsers.add_parser(
         "inspect", help="show what runs did and produced: runs, artifacts, metrics, codebook, anomalies, "
-                        "schema, stats", description=_DESCRIPTION)
+                        "schema, stats, predictions", description=_DESCRIPTION)
     _add_options(inspect, DEFAULT_OUTPUT_DIR, False)
     views = inspect.add_subparsers(dest="view", metavar="VIEW", required=True)
     # The options are accepted after the view too; SUPPRESS keeps a view from resetting them.
@@ -67,7 +70,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     _add_options(common, argparse.SUPPRESS, argparse.SUPPRESS)
     for name, text in _HELP.items():
         view = views.add_parser(name, help=text, description=text, parents=[common])
-        if name != "runs":
+        if name not in ("runs", "predictions"):
             view.add_argument("run", nargs="?", metavar="RUN",
                               help="run id from `rqvalue inspect runs` or the run's full name (default: the latest)")
     inspect.set_defaults(func=main)

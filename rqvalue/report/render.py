@@ -205,10 +205,16 @@ def _gain_curve(labels: np.ndarray, order: np.ndarray) -> Tuple[List[float], Lis
     return _downsample(population, share)
 
 
+def _example_unit(data: ReportData) -> str:
+    """What one example is, in the data's own words: 'one per customer_id and prediction time'."""
+    entities = data.run.ingestion_spec.get("entity_columns") or []
+    return f"one per {' and '.join(map(str, entities))} and prediction time" if entities else "one per spine row"
+
+
 def _lorenz_section(data: ReportData) -> str:
     labels = data.labels
-    caption = ("Customers are ranked by predicted value, highest first; the curve shows what share of the total "
-               "actual value the top x% of them hold. The higher the curve, the better the ranking: the perfect "
+    caption = (f"Examples ({_example_unit(data)}) are ranked by predicted value, highest first; the curve shows "
+               "what share of the total actual value the top x% of them hold. The higher the curve, the better the ranking: the perfect "
                "ranking (sorted by the true label) is the ceiling, the diagonal is a random ranking. Normalized "
                "Gini = the model's area above the diagonal divided by the perfect ranking's.")
     if labels.sum() <= 0:
@@ -222,8 +228,8 @@ def _lorenz_section(data: ReportData) -> str:
     x, y = _gain_curve(labels, np.argsort(-labels, kind="stable"))
     series.append(Series("perfect ranking (1.000)", y, x=x, color=_LABEL_COLOR, width=1.5))
     series.append(Series("random (0.000)", [0.0, 1.0], x=[0.0, 1.0], color="#999999", dash=True, width=1.5))
-    svg = charts.line_chart(series, title="Cumulative share of total value, customers ranked by prediction",
-                            x_label="share of customers (ranked by prediction, highest first)",
+    svg = charts.line_chart(series, title="Cumulative share of total value, examples ranked by prediction",
+                            x_label="share of examples (ranked by prediction, highest first)",
                             y_label="share of total label", x_range=(0, 1), y_range=(0, 1),
                             x_format=fmt_percent, y_format=fmt_percent, width=760, height=460)
     return _section("lorenz", caption, _charts(svg))

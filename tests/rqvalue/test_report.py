@@ -365,3 +365,10 @@ def test_bars_and_histograms_count_and_place_values():
     assert "= 0" in _texts(hist) and "7" in _texts(hist)
     with pytest.raises(ValueError):
         charts.histogram([svg.Series("a", [1])], bins=[0, 0], title="t")
+
+
+def test_the_ranking_speaks_of_the_data_s_own_entity():
+    data = _synthetic()
+    data.run.ingestion_spec["entity_columns"] = ["user_id", "item_id"]
+    page = render.render(data)
+    assert "one per user_id and item_id and prediction time" in page and "ustomer" not in page
