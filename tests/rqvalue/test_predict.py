@@ -3,23 +3,12 @@
 import argparse
 import os
 import shlex
-import subprocess
-import sys
 
 import yaml
+from folder_in_use import another_run_holding
 
 from pipeline import output_lock
 from rqvalue import cli, schedule
-
-# A run going on in the folder argv[1] (it holds the lock until argv[2] appears).
-RUN_GOING = """
-import os, sys, time
-from pipeline import output_lock
-with output_lock.hold(sys.argv[1]):
-    print("held", flush=True)
-    while not os.path.exists(sys.argv[2]):
-        time.sleep(0.02)
-"""
 
 
 def _config(tmp_path):
@@ -37,16 +26,10 @@ def test_nothing_trained_yet_is_refused_with_what_to_do(tmp_path, capsys):
 
 def test_scoring_a_folder_a_run_is_using_exits_at_once_and_writes_nothing(tmp_path, capsys):
     """A run may be pushing the model a scoring would read: predict is refused as a second run is."""
-    out, release = tmp_path / "runs", tmp_path / "release"
+    out = tmp_path / "runs"
     out.mkdir()
-    going = subprocess.Popen([sys.executable, "-c", RUN_GOING, str(out), str(release)], stdout=subprocess.PIPE,
-                             text=True)
-    try:
-        assert going.stdout.readline().strip() == "held"
+    with another_run_holding(out) as going:
         assert cli.main(["predict", "--config", _config(tmp_path), "--output-dir", str(out)]) == cli.BUSY
-    finally:
-        release.touch()
-        going.wait(timeout=60)
     assert capsys.readouterr().err.startswith(f"rqvalue: {out} is in use by another run (pid {going.pid}, ")
     assert os.listdir(out) == [output_lock.LOCK_FILE]  # no scoring folder, no predictions
 

@@ -10,32 +10,17 @@ import sys
 
 import pytest
 import yaml
+from folder_in_use import another_run_holding
 
 from pipeline import output_lock
 from rqvalue import cli
 
-# A run going on in the folder argv[1] (it holds the lock until argv[2] appears).
-RUN_GOING = """
-import os, sys, time
-from pipeline import output_lock
-with output_lock.hold(sys.argv[1]):
-    print("held", flush=True)
-    while not os.path.exists(sys.argv[2]):
-        time.sleep(0.02)
-"""
-
 
 def test_a_second_run_on_a_folder_in_use_exits_at_once_and_writes_nothing(tmp_path, capsys):
-    out, release = tmp_path / "runs", tmp_path / "release"
+    out = tmp_path / "runs"
     out.mkdir()
-    going = subprocess.Popen([sys.executable, "-c", RUN_GOING, str(out), str(release)], stdout=subprocess.PIPE,
-                             text=True)
-    try:
-        assert going.stdout.readline().strip() == "held"
+    with another_run_holding(out) as going:
         assert cli.main(["run", "--dataset", "synthetic_ltv", "--rows", "200", "--output-dir", str(out)]) == cli.BUSY
-    finally:
-        release.touch()
-        going.wait(timeout=60)
     captured = capsys.readouterr()
     assert not captured.out
     assert captured.err.startswith(f"rqvalue: {out} is in use by another run (pid {going.pid}, started ")
