@@ -147,7 +147,7 @@ class ModelConfig:
     learning_rate: float = 3e-3
     batch_size: int = 256
     train_steps: int = 2000
-    eval_steps: int = 50
+    eval_steps: int = 0  # validation batches per check: 0 (default) is one full pass over the valid split
     validation_every: int = 100
     patience: int = 5
     seed: int = 0
@@ -166,6 +166,8 @@ class ModelConfig:
         if self.rnc_representation not in RNC_REPRESENTATIONS:
             raise ConfigError(f"model.rnc_representation: {self.rnc_representation!r} is not one of "
                               f"{', '.join(RNC_REPRESENTATIONS)}")
+        if self.eval_steps < 0:
+            raise ConfigError(f"model.eval_steps: {self.eval_steps} must be 0 (a full pass) or a number of batches")
         if self.gbdt_loss not in GBDT_LOSSES:
             raise ConfigError(f"model.gbdt_loss: {self.gbdt_loss!r} is not one of {', '.join(GBDT_LOSSES)}")
         for field in ("gbdt_max_depths", "gbdt_shrinkages", "gbdt_min_examples"):
@@ -176,7 +178,7 @@ class ModelConfig:
             raise ConfigError(f"model.code_smoothing: {self.code_smoothing} must be >= 0")
         if self.value_buckets < 2:
             raise ConfigError(f"model.value_buckets: {self.value_buckets} must be at least 2")
-        for field in ("train_steps", "eval_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every",
+        for field in ("train_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every",
                       "patience", "beam_width", "gr_first_tokens", "interval_groups", "gbdt_max_trees"):
             if getattr(self, field) < 1:
                 raise ConfigError(f"model.{field}: must be a positive integer")
