@@ -8,3 +8,4 @@ LABEL_TRANSFORMS = ("log1p", "identity")
 DECODINGS = ("tree", "beam", "greedy", "expectation")  # how RQ-Reg serves its code distribution
 RNC_REPRESENTATIONS = ("codes", "features")  # what RQ-Reg's Rank-N-Contrast term orders
 GBDT_LOSSES = ("poisson", "squared_error")  # what the gbdt kind's trees minimise (models/gbdt.py)
+MEAN_CALIBRATIONS = ("none", "scale", "deciles")  # the served mean's map fitted on the valid split (mean_calibration.py)

@@ -186,7 +186,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     else:
         _fit_keras(model, strategy, fn_args, tft_output, config)
     calibration.calibrate_model(model, _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, 1024,
-                                                num_epochs=1))
+                                                num_epochs=1), mean=config["mean_calibration"])
     signatures = _serving_signatures(model, tft_output, config)
     tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures)
     model.save_weights(os.path.join(fn_args.model_run_dir, "weights", "model"))

@@ -14,7 +14,14 @@ from typing import Any, Mapping, Optional, Tuple
 
 import yaml
 
-from models.choices import DECODINGS, GBDT_LOSSES, LABEL_TRANSFORMS, MODEL_KINDS, RNC_REPRESENTATIONS
+from models.choices import (
+    DECODINGS,
+    GBDT_LOSSES,
+    LABEL_TRANSFORMS,
+    MEAN_CALIBRATIONS,
+    MODEL_KINDS,
+    RNC_REPRESENTATIONS,
+)
 
 
 class ConfigError(ValueError):
@@ -133,6 +140,7 @@ class ModelConfig:
     decoding: str = "tree"  # RQ-Reg serving: tree | beam | greedy | expectation (models/rqreg.py)
     beam_width: int = 4  # code prefixes kept per level by the beam decodings
     interval_groups: int = 4  # served interval calibrated within this many predicted-value groups (models/calibration.py)
+    mean_calibration: str = "scale"  # map of the served mean fitted on the valid split (models/mean_calibration.py)
     duration_feature: str = ""
     duration_groups: int = 10
     gr_label_scale: Optional[float] = None
@@ -166,6 +174,9 @@ class ModelConfig:
         if self.rnc_representation not in RNC_REPRESENTATIONS:
             raise ConfigError(f"model.rnc_representation: {self.rnc_representation!r} is not one of "
                               f"{', '.join(RNC_REPRESENTATIONS)}")
+        if self.mean_calibration not in MEAN_CALIBRATIONS:
+            raise ConfigError(f"model.mean_calibration: {self.mean_calibration!r} is not one of "
+                              f"{', '.join(MEAN_CALIBRATIONS)}")
         if self.eval_steps < 0:
             raise ConfigError(f"model.eval_steps: {self.eval_steps} must be 0 (a full pass) or a number of batches")
         if self.gbdt_loss not in GBDT_LOSSES:

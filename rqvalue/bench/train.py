@@ -148,7 +148,8 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     # One traced prediction function for calibration and every eval prediction below.
     predict_fn = scoring.predict_function(model, eval_x)
     calibrated = calibration.calibrate_model(
-        model, tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(1024), log=None, predict=predict_fn)
+        model, tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(1024), log=None, predict=predict_fn,
+        mean=config["mean_calibration"])
 
     labels = prepared.labels["eval"]
     if budget.eval_rows:
