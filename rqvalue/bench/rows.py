@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
-DATASETS = ("cdnow", "synthetic_ltv", "watch_time")
+DATASETS = ("cdnow", "cdnow_snapshots", "synthetic_ltv", "watch_time")
 
 
 VALIDATION_FRACTION = 0.1
