@@ -2,7 +2,9 @@
 
 Feature names and settings arrive through Transform's `custom_config` (see `transform_config`),
 so a user's own data needs no code edit. Outputs:
-  - `<numeric>_xf`: z-score of sign(x)·log1p(|x|) (missing -> 0 before scaling);
+  - `<numeric>_xf`: z-score of sign(x)·log1p(|x|); a missing value and NaN or ±inf are the same:
+    0 before scaling (in the analyzers' statistics too), in training and at serving alike, since
+    serving runs this graph;
   - `<categorical>_xf`: vocabulary index, one out-of-vocabulary bucket;
   - `target_xf`: the transformed label; `rq_codes`: its [L] RQ codes;
   - `value_bucket`: 0 for a zero label, else 1..n-1 by quantiles of the positive labels
@@ -42,6 +44,11 @@ def _dense(x, default) -> tf.Tensor:
     return tf.reshape(x, [-1])
 
 
+def _finite_or_zero(x: tf.Tensor) -> tf.Tensor:
+    """NaN and ±inf -> 0, the value of a missing feature."""
+    return tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))
+
+
 def _signed_log1p(x: tf.Tensor) -> tf.Tensor:
     return tf.sign(x) * tf.math.log1p(tf.abs(x))
 
@@ -65,7 +72,7 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
     """
     outputs = {}
     for key in custom_config["numeric_features"]:
-        value = _signed_log1p(tf.cast(_dense(inputs[key], 0.0), tf.float32))
+        value = _signed_log1p(_finite_or_zero(tf.cast(_dense(inputs[key], 0.0), tf.float32)))
         outputs[features.transformed_name(key)] = tft.scale_to_z_score(value)
     for key in custom_config["categorical_features"]:
         outputs[features.transformed_name(key)] = tft.compute_and_apply_vocabulary(

@@ -1,11 +1,9 @@
 """Trainer's module code: `run_fn` trains the configured model kind on Transform's output and exports it.
 
-The exported SavedModel has two signatures:
-  - `serving_default`: serialized raw `tf.Example`s (no label) -> `prediction` (mean, label
-    units), `median`, `lower`, `upper` (an 80% interval, split-conformal calibrated on the valid
-    split after training: `models.calibration`) and, for RQ-Reg, `codes`;
-  - `transform_features`: serialized raw examples (with label) -> transformed features; TFMA
-    uses it to slice by `value_bucket`.
+The exported SavedModel has the signatures of `models.serving`: `serving_default` (serialized raw
+`tf.Example`s without the label -> `prediction`, `median`, `lower`, `upper` and the kind's extras;
+the interval is split-conformal calibrated on the valid split after training, `models.calibration`)
+and `transform_features` (for TFMA's `value_bucket` slices).
 """
 
 import dataclasses
@@ -20,7 +18,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import base, calibration, codebook_analyzer, label_transform, registry, warm_start
+from models import base, calibration, codebook_analyzer, label_transform, registry, serving, warm_start
 from schemas import features
 
 
@@ -100,26 +98,6 @@ def build_model(config: Mapping[str, Any], context: base.TrainContext) -> base.V
     return model
 
 
-def _serving_signatures(model: base.ValueModel, tft_output: tft.TFTransformOutput,
-                        config: Mapping[str, Any]) -> Dict[str, Any]:
-    model.tft_layer = tft_output.transform_features_layer()
-    raw_spec = tft_output.raw_feature_spec()
-    used = set(config["numeric_features"]) | set(config["categorical_features"])
-    serving_spec = {k: v for k, v in raw_spec.items() if k in used}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve(serialized):
-        raw = tf.io.parse_example(serialized, serving_spec)
-        return model.predict_outputs(model.tft_layer(raw))
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def transform_features(serialized):
-        raw = tf.io.parse_example(serialized, raw_spec)
-        return model.tft_layer(raw)
-
-    return {"serving_default": serve, "transform_features": transform_features}
-
-
 def _fit_keras(model: base.ValueModel, strategy, fn_args: tfx.components.FnArgs, tft_output: tft.TFTransformOutput,
                config: Mapping[str, Any]) -> None:
     """Keras fit on the train split, validated on the valid split; warm-starts from the base model."""
@@ -187,7 +165,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         _fit_keras(model, strategy, fn_args, tft_output, config)
     calibration.calibrate_model(model, _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, 1024,
                                                 num_epochs=1), mean=config["mean_calibration"])
-    signatures = _serving_signatures(model, tft_output, config)
+    signatures = serving.signatures(model, tft_output, config)
     tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures)
     model.save_weights(os.path.join(fn_args.model_run_dir, "weights", "model"))
     warm_start.save(model, fn_args.serving_model_dir)

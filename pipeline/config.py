@@ -139,6 +139,7 @@ class ModelConfig:
     code_smoothing: float = 0.0  # RQ-Reg soft code targets, σ in code spacings (models/rqreg.py); 0: one-hot
     decoding: str = "tree"  # RQ-Reg serving: tree | beam | greedy | expectation (models/rqreg.py)
     beam_width: int = 4  # code prefixes kept per level by the beam decodings
+    serving_chunk_rows: int = 1024  # rows serving_default scores at once: bounds its memory (models/serving.py)
     interval_groups: int = 4  # served interval calibrated within this many predicted-value groups (models/calibration.py)
     mean_calibration: str = "scale"  # map of the served mean fitted on the valid split (models/mean_calibration.py)
     duration_feature: str = ""
@@ -190,7 +191,8 @@ class ModelConfig:
         if self.value_buckets < 2:
             raise ConfigError(f"model.value_buckets: {self.value_buckets} must be at least 2")
         for field in ("train_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every",
-                      "patience", "beam_width", "gr_first_tokens", "interval_groups", "gbdt_max_trees"):
+                      "patience", "beam_width", "gr_first_tokens", "interval_groups", "gbdt_max_trees",
+                      "serving_chunk_rows"):
             if getattr(self, field) < 1:
                 raise ConfigError(f"model.{field}: must be a positive integer")
 

@@ -1,7 +1,12 @@
-"""Runs the pipeline in-process with TFX's LocalDagRunner, reporting progress per component."""
+"""Runs the pipeline in-process with TFX's LocalDagRunner, reporting progress per component.
+
+Before the pipeline starts: the paths are checked (`preflight`), the output folder is locked
+(`output_lock`: one run at a time per folder), a previous run that was interrupted is named, and
+the cached artifacts are checked (`artifact_check`: a damaged one is produced again, not reused).
+As each component finishes, the manifests of its new artifacts are recorded.
+"""
 
 import logging
-import os
 import re
 import time
 from typing import Callable, Optional
@@ -10,7 +15,7 @@ import absl.logging
 from tfx import v1 as tfx
 
 from components.feature_store_example_gen import IngestionSpec, input_fingerprint, latest_span, span_window
-from pipeline import mlmd
+from pipeline import artifact_check, mlmd, output_lock, preflight
 from pipeline.config import RunConfig
 from pipeline.pipeline import create_pipeline
 
@@ -18,11 +23,13 @@ _PROGRESS = re.compile(r"Component (\S+) is (running|finished)\.")
 
 
 class _ProgressHandler(logging.Handler):
-    """Turns the runner's 'Component X is running/finished.' log lines into progress lines."""
+    """Turns the runner's 'Component X is running/finished.' log lines into progress lines, and calls
+    `finished` after each component (its outputs are in ML Metadata by then)."""
 
-    def __init__(self, report: Callable[[str], None]):
+    def __init__(self, report: Callable[[str], None], finished: Callable[[], None]):
         super().__init__(level=logging.INFO)
         self._report = report
+        self._finished = finished
         self._started = {}
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -36,6 +43,7 @@ class _ProgressHandler(logging.Handler):
         else:
             elapsed = time.time() - self._started.get(node, time.time())
             self._report(f"  {node} done ({elapsed:.1f} s)")
+            self._finished()
 
 
 def ingestion_span(spec: IngestionSpec, span: Optional[int] = None) -> int:
@@ -63,8 +71,30 @@ def run(config: RunConfig, report: Optional[Callable[[str], None]] = print,
     Raises:
       components.validation_gate.DataValidationError (wrapped by the runner in a RuntimeError) when
       the data fails validation; nothing is trained or pushed then.
+      preflight.PathProblem: the output folder is not writable, or a data path is wrong.
+      output_lock.OutputDirBusy: another run is using the output folder.
     """
-    os.makedirs(config.output_dir, exist_ok=True)
+    preflight.output_dir(config.output_dir)
+    preflight.data_paths(config.data)
+    with output_lock.hold(config.output_dir):
+        _report_interrupted(config.output_dir, report)
+        artifact_check.check(config.output_dir, config.metadata_path, report)
+        _run_pipeline(config, report, span)
+        return mlmd.latest_result(config.metadata_path)
+
+
+def _report_interrupted(output_dir: str, report: Optional[Callable[[str], None]]) -> None:
+    """Names the previous run if it was interrupted (killed while a component ran)."""
+    try:
+        previous = mlmd.RunHistory(output_dir, run_going=False).runs[-1]
+    except mlmd.MetadataError:
+        return  # no runs yet
+    if previous.status == mlmd.INTERRUPTED and report:
+        report(f"rqvalue: the previous run, {previous.label}, was interrupted at {previous.failed.component}; "
+               "what it finished is reused from the cache, what it left unfinished runs again")
+
+
+def _run_pipeline(config: RunConfig, report: Optional[Callable[[str], None]], span: Optional[int]) -> None:
     spec = IngestionSpec.from_data_config(config.data)
     fingerprint = input_fingerprint(spec)
     span = ingestion_span(spec, span)
@@ -75,7 +105,10 @@ def run(config: RunConfig, report: Optional[Callable[[str], None]] = print,
     pipeline = create_pipeline(config, fingerprint, span=span)
     # TFX reports component progress through absl's logger at INFO; route only that to `report`.
     # Libraries silence absl for a while and restore absl's verbosity flag, so set the flag too.
-    handler = _ProgressHandler(report or (lambda _: None))
+    # Each component's new artifacts get their manifest as soon as it finishes, so a run killed
+    # later leaves what it finished checkable.
+    handler = _ProgressHandler(report or (lambda _: None),
+                               lambda: artifact_check.record(config.output_dir, config.metadata_path))
     absl_logger = logging.getLogger("absl")
     saved_verbosity, saved_propagate = absl.logging.get_verbosity(), absl_logger.propagate
     absl_logger.addHandler(handler)
@@ -88,4 +121,3 @@ def run(config: RunConfig, report: Optional[Callable[[str], None]] = print,
         absl_logger.removeHandler(handler)
         absl_logger.propagate = saved_propagate
         absl.logging.set_verbosity(saved_verbosity)
-    return mlmd.latest_result(config.metadata_path)

@@ -3,18 +3,17 @@
 The one reader of a run's record that everything else uses: `rqvalue run`'s summary, `inspect`,
 `report` and the tests. An output folder holds `metadata.sqlite` and `pipeline_root/`; in it:
   - `RunHistory`: every run (a `pipeline_run` context) with its component executions in order,
-    and the artifacts each run produced or used;
+    and the artifacts each run produced or used; a run whose executions never finished is
+    "interrupted" once a later run exists or no process holds the output folder's lock;
   - `evaluated_run`: where a run's evaluation and the inputs of its Evaluator are (`RunInfo`);
   - `latest_result`: the latest evaluation, blessing and push (`RunResult`);
-  - `load_metrics` and `failed_thresholds`: what TFMA wrote for an evaluation.
+What TFMA wrote for an evaluation is read by `pipeline.tfma_results`.
 Errors are `MetadataError`s whose message says what to do next. TFMA is imported only by the
 functions that read evaluations, so reading the run list stays quick.
 """
 
 import dataclasses
-import glob
 import json
-import math
 import os
 import re
 from typing import Any, Dict, List, Optional, Tuple
@@ -22,9 +21,11 @@ from typing import Any, Dict, List, Optional, Tuple
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import output_lock
+from pipeline.tfma_results import load_metrics
+
 METADATA_FILE = "metadata.sqlite"
 PIPELINE_ROOT = "pipeline_root"
-OVERALL = "overall"
 
 _Execution = metadata_store_pb2.Execution
 _Event = metadata_store_pb2.Event
@@ -39,6 +40,9 @@ STATES = {
     _Execution.RUNNING: "running",
 }
 _DONE = (_Execution.COMPLETE, _Execution.CACHED)
+# An execution left NEW or RUNNING by a run that is no longer going (killed: SIGKILL, out of memory,
+# power loss); such a run's status too.
+INTERRUPTED = "interrupted"
 
 
 class MetadataError(Exception):
@@ -89,10 +93,13 @@ class Run:
 
     @property
     def failed(self) -> Optional[Step]:
-        return next((s for s in self.steps if s.state in ("failed", "canceled")), None)
+        """The step that failed, was canceled, or was interrupted (the run killed while it ran)."""
+        return next((s for s in self.steps if s.state in ("failed", "canceled", INTERRUPTED)), None)
 
     @property
     def status(self) -> str:
+        if any(s.state == INTERRUPTED for s in self.steps):
+            return INTERRUPTED
         if self.failed:
             return "failed"
         if not self.steps or any(s.state == "running" for s in self.steps):
@@ -104,11 +111,20 @@ class Run:
 
 
 class RunHistory:
-    """The runs of one output folder, read from its ML Metadata store."""
+    """The runs of one output folder, read from its ML Metadata store.
 
-    def __init__(self, output_dir: str, shown_runs: int = 10):
+    Args:
+      output_dir: the output folder.
+      shown_runs: how many runs an error message lists.
+      run_going: whether a run may be going on in the folder now; None asks the folder's lock
+        (`pipeline.output_lock`). Unfinished executions of the latest run show as running while a
+        run may be going, else as interrupted; those of an earlier run always as interrupted.
+    """
+
+    def __init__(self, output_dir: str, shown_runs: int = 10, run_going: Optional[bool] = None):
         self.output_dir = output_dir
         self._shown = shown_runs
+        self._run_going = run_going
         path = os.path.join(output_dir, METADATA_FILE)
         if not os.path.isfile(path):
             raise MetadataError(f"no runs under {output_dir}: run `rqvalue run --output-dir {output_dir}` first")
@@ -142,7 +158,18 @@ class RunHistory:
                      for e in executions]
             pipeline = self.components.get(executions[0].id, ("", ""))[0] if executions else ""
             runs.append(Run(short_id, context.name, pipeline, context.create_time_since_epoch, steps))
+        for run in runs:
+            if any(s.state == "running" for s in run.steps) and not self._may_be_going(run, runs[-1]):
+                for step in run.steps:
+                    step.state = INTERRUPTED if step.state == "running" else step.state
         return runs
+
+    def _may_be_going(self, run: Run, latest: Run) -> bool:
+        if run is not latest:
+            return False  # runs on one output folder take turns (its lock): a later run means this one ended
+        if self._run_going is None:
+            self._run_going = output_lock.held(self.output_dir)
+        return self._run_going
 
     def run(self, ref: Optional[str]) -> Run:
         """The run with this short id or full name; the latest when ref is None."""
@@ -265,6 +292,9 @@ def _useful_properties(artifact) -> Dict[str, Any]:
 
 def _not_reached(run: Run, component: str, needed_by: str, output_dir: str) -> str:
     """Why a run has no output of `component`, and what to do."""
+    if run.status == INTERRUPTED:
+        return (f"{run.label} was interrupted at {run.failed.component} (stopped before it finished), so there are "
+                f"no {needed_by}: run `rqvalue run --output-dir {output_dir}` again")
     failed = run.failed
     if failed and failed.component == component:
         return (f"{run.label} failed at {component}, so there are no {needed_by}: fix the error that "
@@ -502,83 +532,3 @@ def latest_result(metadata_path: str) -> RunResult:
         pushed_model=_destination(pushed) if pushed is not None and _was_pushed(pushed) else None,
         evaluation_uri=evaluation.uri if evaluation else None,
         serving_model=_destination(max(pushes, key=lambda a: a.id)) if pushes else None)
-
-
-# ----------------------------------------------------------------------------------------------
-# What TFMA wrote for an evaluation
-
-
-def slice_name(slice_key: Tuple) -> str:
-    """'overall' for the whole eval split, else 'value_bucket=3' style names."""
-    if not slice_key:
-        return OVERALL
-    return ",".join(f"{k}={v}" for k, v in slice_key)
-
-
-def slice_order(name: str) -> tuple:
-    """Sort key of slice names: overall first, then value buckets in numeric order, then the rest."""
-    if name == OVERALL:
-        return (0, 0, "")
-    try:
-        return (1, float(name.split("=", 1)[1]), "")
-    except (IndexError, ValueError):
-        return (2, 0, name)
-
-
-def load_metrics(evaluation_uri: str, model_name: str = "candidate") -> Dict[str, Dict[str, float]]:
-    """Metric values per slice of one model of a TFMA evaluation (diffs against a baseline excluded)."""
-    import tensorflow_model_analysis as tfma  # slow to import; only readers of evaluations need it
-
-    result: Dict[str, Dict[str, float]] = {}
-    for metrics_for_slice in tfma.load_metrics(evaluation_uri):
-        name = slice_name(tfma.slicer.deserialize_slice_key(metrics_for_slice.slice_key))
-        values = result.setdefault(name, {})
-        for item in metrics_for_slice.metric_keys_and_values:
-            key = item.key
-            if key.is_diff or (key.model_name and key.model_name != model_name):
-                continue
-            if item.value.HasField("double_value"):
-                values[key.name] = item.value.double_value.value
-        if "mean_squared_error" in values:
-            values["root_mean_squared_error"] = math.sqrt(values["mean_squared_error"])
-    return result
-
-
-def failed_thresholds(evaluation_path: str) -> List[Dict[str, Any]]:
-    """The gate's thresholds the candidate failed: slice, metric, model, value, threshold, message."""
-    if not glob.glob(os.path.join(evaluation_path, "validations*")):
-        return []
-    import tensorflow_model_analysis as tfma
-
-    failures = []
-    validation = tfma.load_validation_result(evaluation_path)
-    for per_slice in validation.metric_validations_per_slice:
-        name = slice_name(tfma.slicer.deserialize_slice_key(per_slice.slice_key))
-        for failure in per_slice.failures:
-            failures.append({
-                "slice": name,
-                "metric": failure.metric_key.name,
-                "model": failure.metric_key.model_name or "candidate",
-                "value": failure.metric_value.double_value.value
-                if failure.metric_value.HasField("double_value") else None,
-                "threshold": _threshold_text(failure.metric_threshold),
-                "message": failure.message,
-            })
-    for missing in validation.missing_slices:
-        failures.append({"slice": str(missing).strip() or OVERALL, "metric": "-", "model": "candidate",
-                         "value": None, "threshold": "slice present", "message": "slice missing"})
-    return failures
-
-
-def _threshold_text(threshold) -> str:
-    parts = []
-    if threshold.HasField("value_threshold"):
-        bounds = threshold.value_threshold
-        if bounds.HasField("lower_bound"):
-            parts.append(f">= {bounds.lower_bound.value:g}")
-        if bounds.HasField("upper_bound"):
-            parts.append(f"<= {bounds.upper_bound.value:g}")
-    if threshold.HasField("change_threshold"):
-        change = threshold.change_threshold
-        parts.append(f"change vs baseline {str(change).strip()}".replace("\n", ", "))
-    return " and ".join(parts) or "?"

@@ -13,7 +13,10 @@ import sys
 from typing import List, Optional
 
 from pipeline import config as config_lib
+from pipeline import output_lock
 from rqvalue import console
+
+BUSY = 3  # the exit status of a run refused because another run is using its output folder
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,6 +45,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except config_lib.ConfigError as e:
         print(f"rqvalue: configuration error: {e}", file=sys.stderr)
         return 2
+    except output_lock.OutputDirBusy as e:
+        print(f"rqvalue: {e}", file=sys.stderr)
+        return BUSY
     except ValueError as e:  # IngestionError and data set errors name the field themselves
         print(f"rqvalue: {e}", file=sys.stderr)
         return 2

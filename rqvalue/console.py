@@ -6,7 +6,7 @@ import os
 import warnings
 from typing import Dict, List, Sequence
 
-from pipeline.mlmd import slice_order
+from pipeline.tfma_results import slice_order
 from schemas import features
 
 # The metrics tables show, in this order: (metric key, column title, format, which value is better:

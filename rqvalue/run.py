@@ -7,7 +7,7 @@ import sys
 import time
 
 from pipeline import config as config_lib
-from pipeline import datasets
+from pipeline import datasets, output_lock, preflight
 from rqvalue import console, runner_options
 
 
@@ -92,10 +92,21 @@ def compile_main(args: argparse.Namespace) -> int:
 
 
 def run_main(args: argparse.Namespace) -> int:
+    """Runs `rqvalue run`. The output folder stays locked from before an embedded data set is prepared
+    there until the run ends (`pipeline.output_lock`): a second run on it exits at once."""
+    if args.config:
+        config_lib.load(args.config)  # a wrong config stops the run before the output folder is made
+    with output_lock.hold(preflight.output_dir(os.path.abspath(args.output_dir))):
+        return _run_locked(args)
+
+
+def _run_locked(args: argparse.Namespace) -> int:
+    cfg = run_config(args)
+    preflight.data_paths(cfg.data)  # before TensorFlow and TFX load: a wrong path is reported in a second
+
     from components.validation_gate import DataValidationError
     from pipeline import local_runner
 
-    cfg = run_config(args)
     print(f"rqvalue: pipeline {cfg.pipeline_name!r}, output in {cfg.output_dir}")
     started = time.time()
     try:

@@ -1,11 +1,14 @@
 """`rqvalue schedule`: retrain on a schedule.
 
-Local target (default): one cron entry per output folder that runs `rqvalue run` under
-`flock -n <output_dir>/.rqvalue.lock`, so two runs never write one ML Metadata store at once (a run
-that finds the previous one still going is skipped), appending its output to
-`<output_dir>/schedule.log`. Each entry sits under a marker comment `# rqvalue:<output_dir>`, so
+Local target (default): one cron entry per output folder that creates the folder if it is missing
+and runs `rqvalue run` under `flock -n <output_dir>/.rqvalue.lock`, so two runs never write one ML
+Metadata store at once (a run that finds the previous one still going is skipped), appending its
+output to `<output_dir>/schedule.log`. `rqvalue run` takes the same lock itself, so a run started
+by hand and a scheduled one exclude each other too (`pipeline/output_lock.py`). Each entry sits under a marker comment `# rqvalue:<output_dir>`, so
 several pipelines can be scheduled side by side and removed one by one; other crontab lines are
-kept as they are.
+kept as they are. A value that would go into the crontab (output folder, config path, runner
+options, Beam arguments) is refused if it holds a newline or another control character: it would
+start a crontab line of its own.
 
   rqvalue schedule --every daily --dataset cdnow --output-dir runs/cdnow        # install or replace
   rqvalue schedule --cron "30 4 * * 1-5" --config my.yaml --output-dir runs/my --dry-run
@@ -54,6 +57,10 @@ _FIELDS = (
     ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
 )
 _TERM = re.compile(r"^(?:(\*)|([0-9a-z]+)(?:-([0-9a-z]+))?)(?:/([0-9]+))?$")
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# The runner options whose values the scheduled run gets (rqvalue.runner_options).
+_RUNNER_VALUES = ("project", "region", "temp_location", "sdk_container_image", "extra_package", "machine_type")
 
 
 class ScheduleError(ValueError):
@@ -103,6 +110,27 @@ def validate_cron(expr: str) -> str:
     return " ".join(fields)
 
 
+def check_one_line(flag: str, value: Optional[str]) -> None:
+    """Refuses a value for the crontab that holds a control character (a newline starts a new cron line).
+
+    Raises:
+      ScheduleError: naming the flag, the value and the character.
+    """
+    found = _CONTROL.search(value or "")
+    if found:
+        raise ScheduleError(f"{flag}: {value!r} holds the control character {found.group()!r}; a value written "
+                            "into the crontab must be one line of printable text")
+
+
+def check_crontab_values(args: argparse.Namespace) -> None:
+    """Applies `check_one_line` to every option of `args` that the crontab entry would hold."""
+    values = [("--output-dir", args.output_dir), ("--config", args.config), ("--pipeline-root", args.pipeline_root)]
+    values += [(f"--{name.replace('_', '-')}", getattr(args, name)) for name in _RUNNER_VALUES]
+    values += [("--beam-arg", arg) for arg in args.beam_arg or ()]
+    for flag, value in values:
+        check_one_line(flag, value)
+
+
 def _rqvalue_command() -> List[str]:
     """The absolute command that runs `rqvalue` in this environment (cron has a bare PATH)."""
     script = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "rqvalue")
@@ -122,7 +150,9 @@ def run_argv(args: argparse.Namespace) -> List[str]:
 
 def cron_line(expr: str, output_dir: str, run_options: Sequence[str], rqvalue: Optional[Sequence[str]] = None,
               flock: Optional[str] = None) -> str:
-    """The crontab line: `EXPR env flock -n LOCK rqvalue run OPTIONS >> LOG 2>&1`.
+    """The crontab line: `EXPR mkdir -p DIR && env flock -n LOCK rqvalue run OPTIONS >> LOG 2>&1`.
+
+    The line creates the output folder first: the shell opens the log there before flock runs.
 
     Args:
       expr: a valid cron expression.
@@ -134,9 +164,11 @@ def cron_line(expr: str, output_dir: str, run_options: Sequence[str], rqvalue: O
     words = list(ENVIRONMENT) + [flock or shutil.which("flock") or "flock", "-n",
                                  os.path.join(output_dir, LOCK_FILE)]
     words += list(rqvalue or _rqvalue_command()) + ["run"] + list(run_options)
-    command = " ".join(shlex.quote(w) for w in words)
+    command = f"mkdir -p {shlex.quote(output_dir)} && " + " ".join(shlex.quote(w) for w in words)
     command += f" >> {shlex.quote(os.path.join(output_dir, LOG_FILE))} 2>&1"
-    return f"{expr} {command.replace('%', chr(92) + '%')}"  # cron turns a bare % into a newline
+    line = f"{expr} {command.replace('%', chr(92) + '%')}"  # cron turns a bare % into a newline
+    check_one_line("the crontab line", line)
+    return line
 
 
 # -- the crontab --------------------------------------------------------------------------------------
@@ -193,6 +225,8 @@ def without(table: str, output_dir: str) -> str:
 
 def with_entry(table: str, output_dir: str, line: str) -> str:
     """The crontab with the entry of `output_dir` set to `line` (added at the end, or replaced)."""
+    check_one_line("--output-dir", output_dir)  # the marker line
+    check_one_line("the crontab line", line)
     rest = without(table, output_dir)
     return rest + f"{MARKER}{output_dir}\n{line}\n"
 
@@ -260,6 +294,7 @@ def _local(args: argparse.Namespace, crontab: Optional[str]) -> int:
         if not found:
             print("no rqvalue schedules in the crontab")
         return 0
+    check_crontab_values(args)
     if args.remove:
         table = read_crontab(crontab)
         if MARKER + output_dir not in table.splitlines():

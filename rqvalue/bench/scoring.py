@@ -89,9 +89,9 @@ def serving_time(model, prepared: Prepared, config: Mapping[str, Any], budget: B
     """(median ms per 1,000 examples of the serving signature, its outputs on the timed batch)."""
     import tensorflow as tf
 
-    from models import trainer
+    from models import serving
 
-    serve = trainer._serving_signatures(model, prepared.tft_output, config)["serving_default"]
+    serve = serving.signatures(model, prepared.tft_output, config)["serving_default"]
     pool = prepared.serialized["eval"]
     n = min(budget.serving_batch, len(pool))
     batch = tf.constant(pool[:n])

@@ -6,7 +6,7 @@
 validation loss (best weights restored, a patience, a step budget); then, as the Trainer does, the
 interval offsets by `models.calibration.calibrate_model` on the validation slice. Evaluation on the
 eval split with `model.predict_outputs` and `models.metrics`; serving time through
-`models.trainer._serving_signatures(...)["serving_default"]` on serialized raw examples.
+`models.serving.signatures(...)["serving_default"]` on serialized raw examples.
 """
 
 import dataclasses

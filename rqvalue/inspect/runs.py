@@ -3,7 +3,7 @@
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-from pipeline import mlmd
+from pipeline import mlmd, tfma_results
 from rqvalue.console import BUCKET_NOTE, METRIC_COLUMNS, metric_cells
 from rqvalue.inspect.sections import Section, cell, iso_time, relative_uri, run_header, run_title
 
@@ -20,7 +20,7 @@ _COMPONENT_ORDER = ("FeatureStoreExampleGen", "StatisticsGen", "ImportSchemaGen"
 def runs_view(store: mlmd.RunHistory, run_ref: Optional[str]) -> tuple:
     del run_ref
     data = {"output_dir": store.output_dir, "runs": [_run_record(r) for r in store.runs]}
-    summary = Section(headers=["run", "name", "pipeline", "seconds", "status", "executed", "cached", "failed at"])
+    summary = Section(headers=["run", "name", "pipeline", "seconds", "status", "executed", "cached", "stopped at"])
     for run in data["runs"]:
         states = [c["state"] for c in run["components"]]
         summary.rows.append([str(run["id"]), run["name"], run["pipeline"], f"{run['duration_s']:.0f}",
@@ -31,10 +31,14 @@ def runs_view(store: mlmd.RunHistory, run_ref: Optional[str]) -> tuple:
                      headers=["component"] + [str(r.short_id) for r in shown])
     for component in _component_order(shown):
         cells = [(r.step(component).state if r.step(component) else "-") for r in shown]
-        matrix.rows.append([component] + [c.upper() if c in ("failed", "canceled") else c for c in cells])
+        matrix.rows.append([component] + [c.upper() if c in ("failed", "canceled", mlmd.INTERRUPTED) else c
+                                          for c in cells])
     if len(store.runs) > len(shown):
         matrix.notes.append(f"(the last {len(shown)} runs; --json lists every run)")
     latest = store.runs[-1].short_id
+    if any(r["status"] == mlmd.INTERRUPTED for r in data["runs"]):
+        summary.notes.append("interrupted: the run stopped while a component ran (killed, out of memory, power "
+                             "loss); what it finished is reused by the next run, what it left unfinished is not")
     summary.notes.append(f"RUN for the other views: a run id or name; default the latest (run {latest})")
     return data, [summary, matrix]
 
@@ -94,10 +98,10 @@ def metrics_view(store: mlmd.RunHistory, run_ref: Optional[str]) -> tuple:
     evaluation = store.artifact(run, "ModelEvaluation", "evaluation", "metrics", "Evaluator")
     blessing = store.artifact(run, "ModelBlessing", "blessing", "metrics", "Evaluator")
     baseline = next((a for a in store.artifacts(run) if "Evaluator.baseline_model" in a["used_by"]), None)
-    candidate = mlmd.load_metrics(evaluation["path"], model_name="candidate")
-    base = mlmd.load_metrics(evaluation["path"], model_name="baseline") if baseline else {}
+    candidate = tfma_results.load_metrics(evaluation["path"], model_name="candidate")
+    base = tfma_results.load_metrics(evaluation["path"], model_name="baseline") if baseline else {}
     slices = [{"slice": name, "candidate": candidate[name], "baseline": base.get(name)}
-              for name in sorted(candidate, key=mlmd.slice_order)]
+              for name in sorted(candidate, key=tfma_results.slice_order)]
     pushed = next((a["properties"] for a in store.artifacts(run) if a["type"] == "PushedModel"), {})
     data = {
         "run": run_header(run),
@@ -107,7 +111,7 @@ def metrics_view(store: mlmd.RunHistory, run_ref: Optional[str]) -> tuple:
         "baseline_model_uri": baseline["uri"] if baseline else None,
         "baseline_from_run": baseline["produced_in_run"] if baseline else None,
         "slices": slices,
-        "failed_thresholds": mlmd.failed_thresholds(evaluation["path"]),
+        "failed_thresholds": tfma_results.failed_thresholds(evaluation["path"]),
     }
     return data, _metrics_sections(run, data)
 

@@ -50,7 +50,7 @@ def run_header(run: mlmd.Run) -> Dict[str, Any]:
 
 
 def run_title(run: mlmd.Run) -> str:
-    return f"{run.label}: " + (f"failed at {run.failed.component}" if run.failed else run.status)
+    return f"{run.label}: " + (f"{run.status} at {run.failed.component}" if run.failed else run.status)
 
 
 def cell(value) -> str:

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipeline import mlmd
+from pipeline import mlmd, tfma_results
 from schemas.features import CODES_KEY, VALUE_BUCKET_KEY
 
 BATCH_SIZE = 512
@@ -152,12 +152,12 @@ def gather(metadata_path: str, run: Optional[str] = None, batch_size: int = BATC
     if labels.size == 0:
         raise ReportError(f"the eval split of run {info.run_id!r} has no labelled example")
 
-    candidate_metrics = mlmd.load_metrics(info.evaluation_uri, "candidate")
+    candidate_metrics = tfma_results.load_metrics(info.evaluation_uri, "candidate")
     candidate, transformed = score_model(serving_model_path(info.model_uri), serialized, "candidate",
                                          candidate_metrics, batch_size, with_transform=True)
     baseline = None
     if info.baseline_uri:
-        baseline_metrics = mlmd.load_metrics(info.evaluation_uri, "baseline")
+        baseline_metrics = tfma_results.load_metrics(info.evaluation_uri, "baseline")
         if info.baseline_id == info.model_id:  # an old store may compare a model with itself
             baseline = dataclasses.replace(candidate, role="baseline", metrics=baseline_metrics)
         else:
@@ -185,7 +185,7 @@ def gather(metadata_path: str, run: Optional[str] = None, batch_size: int = BATC
 def _validation_failures(evaluation_uri: str) -> List[str]:
     """Short descriptions of the thresholds the candidate failed (empty when it passed or none is recorded)."""
     failures = []
-    for failure in mlmd.failed_thresholds(evaluation_uri):
+    for failure in tfma_results.failed_thresholds(evaluation_uri):
         text = f"{failure['metric']} on {failure['slice']}"
         if failure["value"] is not None:
             text += f" = {failure['value']:.4g}"

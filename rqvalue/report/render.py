@@ -11,7 +11,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from models import metrics as value_metrics
-from pipeline.mlmd import OVERALL, slice_order
+from pipeline.tfma_results import OVERALL, slice_order
 from rqvalue.console import METRIC_COLUMNS
 from rqvalue.report import charts
 from rqvalue.report.gather import ModelScores, ReportData

@@ -12,7 +12,7 @@ from test_pipeline import UPSTREAM, _executed, _executions
 from components import feature_store_example_gen as ingest
 from models import base
 from pipeline import config as config_lib
-from pipeline import local_runner, results
+from pipeline import local_runner, tfma_results
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +38,7 @@ def test_gbdt_reuses_the_upstream_artifacts_and_is_evaluated_blessed_and_pushed(
     assert not executed & (UPSTREAM - {"Trainer"})  # same data and Transform: from the cache
     assert result.blessed is True and result.pushed_model
     assert os.path.dirname(result.pushed_model) == cfg.serving_dir
-    overall = result.metrics[results.OVERALL]
+    overall = result.metrics[tfma_results.OVERALL]
     for key in ("mean_absolute_error", "normalized_gini", "spearman", "mean_prediction"):
         assert np.isfinite(overall[key]), key
     assert overall["normalized_gini"] > 0.1

@@ -11,7 +11,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import feature_store_example_gen as ingest
 from pipeline import config as config_lib
-from pipeline import local_runner, mlmd
+from pipeline import local_runner, tfma_results
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ def test_run_pushes_a_blessed_model_with_metrics_per_value_bucket(small_run):
     assert result.blessed is True
     assert result.pushed_model and os.path.dirname(result.pushed_model) == cfg.serving_dir
     assert os.path.exists(os.path.join(result.pushed_model, "saved_model.pb"))
-    overall = result.metrics[mlmd.OVERALL]
+    overall = result.metrics[tfma_results.OVERALL]
     buckets = {k: v for k, v in result.metrics.items() if k.startswith("value_bucket=")}
     assert "value_bucket=0" in buckets and len(buckets) >= 3
     assert sum(v["example_count"] for v in buckets.values()) == overall["example_count"]
@@ -73,6 +73,24 @@ def test_pushed_model_scores_raw_examples_without_label(small_run):
     # Larger first-day spend should not lower the predicted value on average.
     spend = frame["total_spend"].values
     assert np.corrcoef(spend, prediction)[0, 1] > 0
+
+
+def test_pushed_model_scores_nan_as_missing_and_names_an_unreadable_row(small_run):
+    _, result = small_run
+    serve = tf.saved_model.load(result.pushed_model).signatures["serving_default"]
+    row = tf.train.Example(features=tf.train.Features(feature={
+        "total_spend": tf.train.Feature(float_list=tf.train.FloatList(value=[12.5])),
+        "first_purchase_weekday": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"Mon"]))}))
+    nan, missing = tf.train.Example(), tf.train.Example()
+    nan.CopyFrom(row)
+    nan.features.feature["total_spend"].float_list.value[:] = [float("nan")]
+    missing.CopyFrom(row)
+    del missing.features.feature["total_spend"]
+    batch = [e.SerializeToString() for e in (row, nan, missing)]
+    prediction = serve(examples=tf.constant(batch))["prediction"].numpy()
+    assert np.isfinite(prediction).all() and prediction[1] == prediction[2]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"examples\[1\] cannot be read"):
+        serve(examples=tf.constant([batch[0], b"\xff\xfe not an example"]))
 
 
 def test_rerun_with_unchanged_inputs_executes_only_the_resolver(small_run, tmp_path):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline import config as config_lib
-from pipeline import local_runner, mlmd
+from pipeline import local_runner, tfma_results
 from rqvalue.inspect import command as inspect
 
 pytestmark = pytest.mark.e2e
@@ -80,7 +80,7 @@ def test_metrics_per_value_bucket_add_up_to_overall(small_run, capsys):
     assert "overall" in slices and len(buckets) >= 3
     overall = slices["overall"]["candidate"]
     assert sum(b["candidate"]["example_count"] for b in buckets) == overall["example_count"] > 0
-    assert overall["mean_absolute_error"] == pytest.approx(result.metrics[mlmd.OVERALL]["mean_absolute_error"])
+    assert overall["mean_absolute_error"] == pytest.approx(result.metrics[tfma_results.OVERALL]["mean_absolute_error"])
     assert data["blessed"] is True and data["failed_thresholds"] == []
     assert data["baseline_model_uri"] is None and slices["overall"]["baseline"] is None  # the first run has none
     assert data["pushed_model"] == result.pushed_model

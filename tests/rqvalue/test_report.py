@@ -20,7 +20,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from pipeline import mlmd
+from pipeline import mlmd, tfma_results
 from rqvalue import console
 from rqvalue.report import charts, gather, render, svg
 from rqvalue.report import command as report
@@ -120,7 +120,7 @@ def test_report_is_self_contained_and_has_every_section(written):
 def test_metrics_table_matches_tfma(written):
 
     cfg, result, _, page = written
-    expected = mlmd.load_metrics(result.evaluation_uri)
+    expected = tfma_results.load_metrics(result.evaluation_uri)
     assert expected == result.metrics
     shown = {}
     for cell in _parse(page).cells:

@@ -60,7 +60,7 @@ def test_dry_run_prints_the_exact_line_and_changes_nothing(tmp_path, crontab, ca
     line = capsys.readouterr().out.strip()
     rqvalue = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "rqvalue")
     flock = subprocess.run(["sh", "-c", "command -v flock"], capture_output=True, text=True).stdout.strip()
-    assert line == (f"0 2 * * * TF_USE_LEGACY_KERAS=1 FEAST_USAGE=False {flock} -n {out}/.rqvalue.lock "
+    assert line == (f"0 2 * * * mkdir -p {out} && TF_USE_LEGACY_KERAS=1 FEAST_USAGE=False {flock} -n {out}/.rqvalue.lock "
                     f"{rqvalue} run --dataset synthetic_ltv --output-dir {out} >> {out}/schedule.log 2>&1")
     assert os.path.isabs(flock) and os.path.isabs(rqvalue)
     assert not crontab.exists() and not os.path.exists(out)
@@ -249,3 +249,46 @@ def test_vertex_needs_a_compiled_pipeline(tmp_path, capsys):
     assert "--pipeline-spec: required" in capsys.readouterr().err
     assert _run(["--target", "vertex", "--pipeline-spec", str(tmp_path / "missing.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# -- what goes into the crontab --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag, value", [
+    ("--output-dir", "runs\n* * * * * touch /tmp/pwned"),
+    ("--output-dir", "runs\rx"),
+    ("--beam-arg", "--labels=a\n* * * * * touch /tmp/pwned"),
+    ("--config", "my.yaml\n* * * * * touch pwned"),
+    ("--pipeline-root", "gs://bucket/x\x00y"),
+    ("--temp-location", "gs://bucket/tmp\x1b[2J"),
+])
+def test_control_characters_never_reach_the_crontab(tmp_path, crontab, monkeypatch, capsys, flag, value):
+    monkeypatch.chdir(tmp_path)
+    crontab.write_text(UNRELATED)
+    if flag == "--config":
+        (tmp_path / value).write_text("data: {}\n")  # the file exists: the name alone is refused
+    argv = [flag, value]
+    if flag in ("--pipeline-root", "--temp-location"):
+        argv = ["--runner", "dataflow", "--project", "my-project", "--region", "europe-west1",
+                "--temp-location", "gs://bucket/tmp", "--sdk-container-image", "europe-docker.pkg.dev/p/r/i:1",
+                "--pipeline-root", "gs://bucket/root", *argv]
+    for action in ([], ["--dry-run"], ["--remove"]):
+        assert _run([*action, *argv]) == 2, action
+        err = capsys.readouterr().err
+        assert err.startswith(f"rqvalue schedule: {flag}: ") and "control character" in err
+        assert len(err.strip().splitlines()) == 1
+    assert crontab.read_text() == UNRELATED
+
+
+def test_the_dry_run_line_works_as_printed_before_the_folder_exists(tmp_path, crontab, monkeypatch, capsys):
+    """A line copied from --dry-run into a crontab runs even though the output folder is not there yet."""
+    out = str(tmp_path / "new" / "runs")
+    fake = tmp_path / "rqvalue"
+    fake.write_text('#!/bin/sh\necho "args: $*"\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(schedule, "_rqvalue_command", lambda: [str(fake)])
+    assert _run(["--dry-run", "--output-dir", out]) == 0
+    line = capsys.readouterr().out.strip()
+    assert not os.path.exists(out)  # --dry-run still changes nothing
+    done = subprocess.run(["sh", "-c", line.split(" ", 5)[5]], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert open(os.path.join(out, "schedule.log")).read() == f"args: run --dataset cdnow --output-dir {out}\n"
