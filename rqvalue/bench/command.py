@@ -36,7 +36,7 @@ os.environ.setdefault("FEAST_USAGE", "False")
 
 import numpy as np  # noqa: E402
 
-from rqvalue.bench import compare, lightgbm_peers  # noqa: E402
+from rqvalue.bench import bgnbd_peer, compare, lightgbm_peers  # noqa: E402
 from rqvalue.bench.data import prepare_dataset, reanalyze, transform_key  # noqa: E402
 from rqvalue.bench.results import aggregate, render, target_checks  # noqa: E402
 from rqvalue.bench.rows import (  # noqa: E402
@@ -163,7 +163,8 @@ def run_bench(datasets: Sequence[str], models: Optional[Sequence[str]], seeds: i
             runs = []
             for seed in range(seeds):
                 t0 = time.time()
-                train = lightgbm_peers.train_and_evaluate if row.kind in lightgbm_peers.KINDS else train_and_evaluate
+                train = (lightgbm_peers.train_and_evaluate if row.kind in lightgbm_peers.KINDS
+                         else bgnbd_peer.train_and_evaluate if row.kind == bgnbd_peer.KIND else train_and_evaluate)
                 try:
                     run = train(data_for_row, row, seed, budget, time_serving=seed < budget.serving_seeds)
                 except Exception as e:  # one broken kind (e.g. one being written) must not stop the bench
@@ -180,8 +181,8 @@ def run_bench(datasets: Sequence[str], models: Optional[Sequence[str]], seeds: i
                     if note not in notes:
                         notes.append(note)
                 log(f"[{dataset}] {row.label:<30} seed {seed}: MAE {run['mae']:.3f}  Gini {run['normalized_gini']:.3f}"
-                    f"  Spearman {run['spearman']:.3f}  XAUC {run['xauc']:.3f}  steps {run['best_step']}/"
-                    f"{run['steps_trained']}  train {run['train_s']:.1f}s  ({time.time() - t0:.0f}s)")
+                    f"  Spearman {run['spearman']:.3f}  XAUC {run['xauc']:.3f}  steps {run.get('best_step', '-')}/"
+                    f"{run.get('steps_trained', '-')}  train {run['train_s']:.1f}s  ({time.time() - t0:.0f}s)")
             if len(runs) == seeds:
                 ds["rows"][row.id] = {"label": row.label, "kind": row.kind, "changes": dict(row.changes),
                                       "runs": runs, "aggregate": aggregate(runs)}

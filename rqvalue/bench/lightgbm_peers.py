@@ -41,7 +41,7 @@ TWEEDIE_GRID = {"tweedie_variance_power": (1.2, 1.5, 1.8), "num_leaves": (15, 63
 STAGE_GRID = {"num_leaves": (15, 63), "min_data_in_leaf": (20, 100)}
 QUANTILE_SETTING = {"num_leaves": 31, "min_data_in_leaf": 50}
 QUANTILES = (0.1, 0.5, 0.9)
-KINDS = tuple(PEERS)
+KINDS = tuple(kind for kind in PEERS if kind.startswith("lightgbm"))
 
 # Quantile models per (data set, row count, seed): both LightGBM rows of a seed share them.
 _QUANTILE_CACHE: Dict[Tuple[str, int, int], Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray], float]] = {}

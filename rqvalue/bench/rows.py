@@ -16,7 +16,7 @@ OOD_ROWS = 256
 
 
 # Kinds that only make sense on some data sets (D2Q needs a video duration).
-ONLY_ON = {"d2q": ("watch_time",)}
+ONLY_ON = {"d2q": ("watch_time",), "bgnbd_gamma_gamma": ("cdnow_snapshots",)}
 
 
 # Feature that D2Q groups by, per data set (ModelConfig.duration_feature).
@@ -38,9 +38,10 @@ ABLATIONS = {
 BASE_KIND = "rqreg"
 
 
-# Peers trained outside the pipeline's model registry (bench only; `rqvalue.bench.lightgbm_peers`):
-# row id (= kind) -> row label.
-PEERS = {"lightgbm_tweedie": "LightGBM Tweedie", "lightgbm_two_stage": "LightGBM two-stage"}
+# Peers trained outside the pipeline's model registry (bench only; `rqvalue.bench.lightgbm_peers`,
+# `rqvalue.bench.bgnbd_peer`): row id (= kind) -> row label.
+PEERS = {"lightgbm_tweedie": "LightGBM Tweedie", "lightgbm_two_stage": "LightGBM two-stage",
+         "bgnbd_gamma_gamma": "BG/NBD + Gamma-Gamma"}
 
 
 # ModelConfig fields that Transform uses (models.preprocessing.transform_config): a row that changes one

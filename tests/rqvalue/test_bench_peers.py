@@ -38,8 +38,8 @@ def _prepared(n=1500, seed=0) -> Prepared:
 def peer_runs():
     prepared = _prepared()
     budget = dataclasses.replace(TINY_BUDGET, serving_batch=100)
-    return prepared, {kind: lightgbm_peers.train_and_evaluate(prepared, Row(kind, label, kind, {}), 0, budget)
-                      for kind, label in PEERS.items()}
+    return prepared, {kind: lightgbm_peers.train_and_evaluate(prepared, Row(kind, PEERS[kind], kind, {}), 0, budget)
+                      for kind in lightgbm_peers.KINDS}
 
 
 def test_features_are_the_data_sets_columns_and_never_the_label():
@@ -98,3 +98,47 @@ def test_compare_puts_a_clearly_better_model_above_zero_and_a_copy_at_zero():
     assert any("poor" in line and "met" in line for line in compare.render("toy", ds))
     lines = compare.targets({"toy": ds})
     assert any("normalized Gini (§4): NOT MET" in line and "1 of 2 met" in line for line in lines)
+
+
+def _snapshots(n=1200, seed=0) -> Prepared:
+    """Customers buying at their own Poisson rate and order value until they drop out for good (40% before
+    the cut-off, with their last purchase earlier), summarised (RFM, days) at two cut-offs."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    rate = rng.gamma(1.0, 0.02, n)  # purchases per day
+    value = rng.gamma(4.0, 10.0, n)
+    cutoff = np.where(np.arange(n) % 2 == 0, "1997-03-31", "1997-06-30")
+    age = rng.uniform(30, 120, n) + np.where(cutoff == "1997-06-30", 91.0, 0.0)
+    frequency = rng.poisson(rate * age).astype(float)
+    alive = rng.random(n) < 0.6
+    recency = np.where(frequency > 0, age * np.where(alive, rng.uniform(0.8, 1.0, n), rng.uniform(0.0, 0.4, n)), 0.0)
+    monetary = np.where(frequency > 0, value * rng.gamma(20.0, 0.05, n), 0.0)
+    labels = rng.poisson(rate * 365 * alive) * value
+    columns = {"frequency": frequency, "recency_days": recency, "customer_age_days": age, "monetary_value": monetary}
+    spec = {key: tf.io.FixedLenFeature([], tf.float32) for key in columns}
+    serialized = [tf.train.Example(features=tf.train.Features(feature={
+        key: tf.train.Feature(float_list=tf.train.FloatList(value=[columns[key][i]])) for key in columns
+    })).SerializeToString() for i in range(n)]
+    parts = {"train": slice(0, 700), "validation": slice(700, 900), "eval": slice(900, n)}
+    output = types.SimpleNamespace(raw_feature_spec=lambda: spec)
+    return Prepared("toy", None, config_lib.ModelConfig(), "", output, {},
+                    {name: labels[rows] for name, rows in parts.items()},
+                    {name: np.arange(n)[rows].astype(str) for name, rows in parts.items()},
+                    {name: serialized[rows] for name, rows in parts.items()}, {}, 0.0,
+                    times={name: cutoff[rows] for name, rows in parts.items()})
+
+
+def test_bgnbd_gamma_gamma_fits_each_cutoff_on_train_and_ranks_customers():
+    from rqvalue.bench import bgnbd_peer
+
+    prepared = _snapshots()
+    row = Row(bgnbd_peer.KIND, PEERS[bgnbd_peer.KIND], bgnbd_peer.KIND, {})
+    run = bgnbd_peer.train_and_evaluate(prepared, row, 0, TINY_BUDGET)
+    assert run["cutoffs"] == ["1997-03-31", "1997-06-30"]
+    assert run["normalized_gini"] > 0.3 and run["spearman"] > 0.3
+    assert 0.6 <= run["coverage_80"] <= 0.95
+    assert run["mean_prediction"] == pytest.approx(prepared.labels["eval"].mean(), rel=0.3)
+    prepared.times["eval"] = np.where(prepared.times["eval"] == "1997-06-30", "1997-09-30", prepared.times["eval"])
+    with pytest.raises(ValueError, match="1997-09-30"):
+        bgnbd_peer.train_and_evaluate(prepared, row, 0, TINY_BUDGET)
