@@ -11,9 +11,10 @@ A model kind is a `ValueModel` subclass. It defines
 A kind that does not train in Keras' fit loop (trees) sets `trains_itself` and defines
 `fit_on_rows(train, valid)` instead of `training_targets` and `loss_config`; `models.trainer` hands it
 every train and valid row.
-`predict_outputs` applies what every kind shares: the interval offsets fitted on the valid split
-after training (`models.calibration`, split-conformal per predicted-value group; zero until then), so the served `lower` and
-`upper` are calibrated, and the guard that clips every value to [0, context.prediction_cap], so a
+`predict_outputs` applies what every kind shares: the map of the mean and the interval offsets
+fitted on the valid split after training (`models.mean_calibration`, and `models.calibration`,
+split-conformal per predicted-value group; the identity and zero until then), so the served
+`prediction`, `lower` and `upper` are calibrated, and the guard that clips every value to [0, context.prediction_cap], so a
 feature far outside the training range cannot produce an unbounded prediction.
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from models import label_transform
+from models import label_transform, mean_calibration
 from models.layers import FeatureEncoder
 from schemas import features
 
@@ -83,6 +84,11 @@ class ValueModel(keras.Model):
                                                 initializer="zeros", trainable=False)
         self.interval_thresholds = self.add_weight(name="interval_thresholds", shape=(self.interval_groups - 1,),
                                                    initializer=keras.initializers.Constant(np.inf), trainable=False)
+        # The map of the served mean (`models.mean_calibration`): knots x (row 0) -> y (row 1); the
+        # identity until `calibration.calibrate_model` fits it.
+        self.mean_knots = self.add_weight(
+            name="mean_knots", shape=(2, mean_calibration.KNOTS), trainable=False,
+            initializer=keras.initializers.Constant(mean_calibration.identity_knots()))
 
     def label_units(self, target: tf.Tensor) -> tf.Tensor:
         """Transformed label -> label units."""
@@ -115,18 +121,37 @@ class ValueModel(keras.Model):
         self.interval_offsets.assign(np.array([[o.lower, o.upper] for o in offsets + offsets[-1:] * padding],
                                               dtype=np.float32))
 
+    def set_mean_knots(self, knots) -> None:
+        """Sets the map of the served mean ([2, mean_calibration.KNOTS] knots, `mean_calibration.fit`)."""
+        self.mean_knots.assign(np.asarray(knots, dtype=np.float32))
+
+    def calibrated_mean(self, prediction: tf.Tensor) -> tf.Tensor:
+        """The mean map g (`models.mean_calibration`) of predictions [B] >= 0: linear between the knots,
+        proportional above the last."""
+        x, y = self.mean_knots[0], self.mean_knots[1]
+        last = mean_calibration.KNOTS - 1
+        segment = tf.clip_by_value(tf.searchsorted(x[None, :], prediction[None, :], side="right")[0] - 1, 0, last - 1)
+        x0, x1 = tf.gather(x, segment), tf.gather(x, segment + 1)
+        y0, y1 = tf.gather(y, segment), tf.gather(y, segment + 1)
+        inside = y0 + (prediction - x0) * (y1 - y0) / (x1 - x0)
+        return tf.where(prediction > x[last], prediction * (y[last] / x[last]), inside)
+
     def predict_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        """`serving_outputs` with the interval calibrated, then every value output clipped to [0, prediction_cap].
+        """`serving_outputs` with the mean and the interval calibrated, every value output clipped to [0, prediction_cap].
+
+        `prediction` is clipped, then mapped by the calibrated mean map g (`models.mean_calibration`;
+        the identity until fitted) and clipped again; the median and the bounds are not mapped.
 
         In the label transform t, the calibrated interval (`models.calibration`) is
         lower = min(t⁻¹(t(lower) − offset_lower), median), or 0 where lower <= 0, and
         upper = max(t⁻¹(t(upper) + offset_upper), median), with the offsets of the row's group
-        (the number of thresholds at or below its clipped `prediction`); `prediction` and `median`
-        are unchanged.
+        (the number of thresholds at or below its calibrated `prediction`); `median` is unchanged.
         """
         outputs = dict(self.serving_outputs(inputs))
         lower, upper, median = (tf.reshape(outputs[key], [-1]) for key in ("lower", "upper", "median"))
         prediction = tf.clip_by_value(tf.reshape(outputs["prediction"], [-1]), 0.0, self.prediction_cap)
+        prediction = tf.clip_by_value(self.calibrated_mean(prediction), 0.0, self.prediction_cap)
+        outputs["prediction"] = prediction
         group = tf.reduce_sum(tf.cast(prediction[:, None] >= self.interval_thresholds[None, :], tf.int32), axis=1)
         offsets = tf.gather(self.interval_offsets, group)
         name = self.label_transform_name

@@ -44,6 +44,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from models import mean_calibration
 from models.choices import LABEL_TRANSFORMS as TRANSFORMS
 
 # Miscoverage of the served interval: base.INTERVAL_QUANTILES = (0.1, 0.9) is an 80% interval.
@@ -247,9 +248,13 @@ def coverage(labels, lower, upper) -> float:
 
 
 def calibrate_model(model, dataset, alpha: float = DEFAULT_ALPHA,
-                    log: Optional[Callable[[str], None]] = print, predict: Optional[Callable] = None
-                    ) -> Dict[str, Any]:
-    """Fits the interval offsets of a trained `ValueModel` on held-out rows and sets them on the model.
+                    log: Optional[Callable[[str], None]] = print, predict: Optional[Callable] = None,
+                    mean: str = "none") -> Dict[str, Any]:
+    """Fits the mean map and the interval offsets of a trained `ValueModel` on held-out rows and sets them.
+
+    The mean map (`models.mean_calibration`, method `mean`) is fitted on the model's `prediction`
+    first; the interval is then calibrated within groups of the mapped prediction, as
+    `predict_outputs` serves them.
 
     Args:
       model: a `models.base.ValueModel`; its offsets are reset to 0 before predicting, and its
@@ -259,15 +264,18 @@ def calibrate_model(model, dataset, alpha: float = DEFAULT_ALPHA,
       log: called with one line (coverage on these rows before and after); None for silence.
       predict: `model.predict_outputs` already wrapped in a tf.function for these features (one
         trace shared with other predictions); None wraps it here.
+      mean: the mean map's method (`models.choices.MEAN_CALIBRATIONS`; "none": the identity).
 
     Returns:
       rows, coverage_before, coverage_after (both on these rows), grouped (the `GroupedOffsets` set),
       thresholds (between groups), offset_lower and offset_upper (one per group), group_coverage_after
-      (per group).
+      (per group), mean_knots (the map's knots), mean_label, mean_prediction_before and
+      mean_prediction_after (on these rows).
     """
     import tensorflow as tf
 
     model.set_interval_offsets(GroupedOffsets())
+    model.set_mean_knots(mean_calibration.identity_knots())
     predict = predict or tf.function(model.predict_outputs, reduce_retracing=True)
     parts: Dict[str, list] = {"label": [], "lower": [], "upper": [], "median": [], "prediction": []}
     for features, target in dataset:
@@ -277,11 +285,17 @@ def calibrate_model(model, dataset, alpha: float = DEFAULT_ALPHA,
             parts[key].append(outputs[key].numpy())
     labels, lower, upper, median, prediction = (np.concatenate(parts[key]).astype(np.float64)
                                                 for key in ("label", "lower", "upper", "median", "prediction"))
+    knots = mean_calibration.fit(labels, prediction, mean)
+    model.set_mean_knots(knots)
+    raw_mean = float(prediction.mean())
+    prediction = np.clip(mean_calibration.apply(knots, prediction), 0.0, model.prediction_cap)
     transform = model.label_transform_name
     grouped = grouped_offsets(labels, lower, upper, median, prediction, transform, alpha, model.interval_groups)
     model.set_interval_offsets(grouped)
     calibrated = apply_grouped(lower, upper, median, prediction, grouped, transform)
     summary = {"rows": labels.size, "coverage_before": coverage(labels, lower, upper),
+               "mean_knots": knots, "mean_label": float(labels.mean()), "mean_prediction_before": raw_mean,
+               "mean_prediction_after": float(prediction.mean()),
                "coverage_after": coverage(labels, *calibrated),
                "grouped": grouped,
                "thresholds": list(grouped.thresholds),
@@ -289,6 +303,9 @@ def calibrate_model(model, dataset, alpha: float = DEFAULT_ALPHA,
                "offset_upper": [o.upper for o in grouped.offsets],
                "group_coverage_after": list(group_coverage(labels, *calibrated, prediction, grouped))}
     if log is not None:
+        if mean != "none":
+            log(f"    mean calibration ({mean}) on {labels.size:,} valid rows: mean prediction "
+                f"{raw_mean:.4g} -> {summary['mean_prediction_after']:.4g} (mean label {summary['mean_label']:.4g})")
         offsets = ", ".join(f"{o.lower:+.3f}/{o.upper:+.3f}" for o in grouped.offsets)
         log(f"    interval calibration on {labels.size:,} valid rows, {len(grouped.offsets)} predicted-value "
             f"group(s): {1 - alpha:.0%} interval coverage {summary['coverage_before']:.3f} -> "

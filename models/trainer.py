@@ -48,11 +48,22 @@ def read_codebook(tft_output: tft.TFTransformOutput, num_levels: int) -> List[np
 
 
 def _dataset(files, data_accessor, tft_output, batch_size: int, num_epochs=None) -> tf.data.Dataset:
-    """(transformed features, transformed label) batches; repeats forever unless num_epochs is set."""
+    """(transformed features, transformed label) batches; repeats forever, shuffled, unless num_epochs is
+    set: then `num_epochs` passes in file order (deterministic, as validation and calibration need)."""
     return data_accessor.tf_dataset_factory(
         files,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.TARGET_KEY, num_epochs=num_epochs),
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.TARGET_KEY, num_epochs=num_epochs,
+                                       shuffle=num_epochs is None),
         tft_output.transformed_metadata.schema)
+
+
+def validation_dataset(files, data_accessor, tft_output, batch_size: int, steps: Optional[int] = None
+                       ) -> tf.data.Dataset:
+    """What every validation check reads: one pass over the valid split in file order, so each check
+    scores the same rows once each (a repeating shuffled stream of `steps` batches would score a
+    different subset each time, some rows twice); `steps` > 0 keeps only the first `steps` batches."""
+    dataset = _dataset(files, data_accessor, tft_output, batch_size, num_epochs=1)
+    return dataset.take(steps) if steps else dataset
 
 
 def training_sample(dataset: tf.data.Dataset, label_transform_name: str, limit: Optional[int] = 200_000
@@ -145,7 +156,8 @@ def _fit_keras(model: base.ValueModel, strategy, fn_args: tfx.components.FnArgs,
     """
     batch_size = config["batch_size"]
     train = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, batch_size)
-    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, batch_size)
+    evaluation = validation_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, batch_size,
+                                    fn_args.eval_steps)
     train = train.map(lambda x, y: (x, model.training_targets(x, y)))
     if config.get("warm_start") and fn_args.base_model:
         with strategy.scope():
@@ -153,15 +165,14 @@ def _fit_keras(model: base.ValueModel, strategy, fn_args: tfx.components.FnArgs,
             loaded, kept = warm_start.load(model, fn_args.base_model)
         print(f"    warm start from {fn_args.base_model}: {loaded} weight tensors loaded, {kept} newly initialised")
     evaluation = evaluation.map(lambda x, y: (x, model.training_targets(x, y)))
-    # Validate every `validation_every` steps on the valid split; stop when it stops improving and
-    # keep the best weights.
+    # Validate every `validation_every` steps on the whole valid split; stop when it stops improving
+    # and keep the best weights.
     every = min(config["validation_every"], fn_args.train_steps)
     history = model.fit(
         train,
         epochs=max(fn_args.train_steps // every, 1),
         steps_per_epoch=every,
         validation_data=evaluation,
-        validation_steps=fn_args.eval_steps,
         callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
                    keras.callbacks.EarlyStopping(monitor="val_loss", patience=config["patience"],
                                                  restore_best_weights=True),
@@ -212,7 +223,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     else:
         model = _fit_keras(model, strategy, fn_args, tft_output, config, context)
     calibration.calibrate_model(model, _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, 1024,
-                                                num_epochs=1))
+                                                num_epochs=1), mean=config["mean_calibration"])
     signatures = serving.signatures(model, tft_output, config)
     tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures)
     model.save_weights(os.path.join(fn_args.model_run_dir, "weights", "model"))

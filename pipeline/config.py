@@ -15,7 +15,15 @@ from typing import Any, Mapping, Optional, Tuple
 
 import yaml
 
-from models.choices import DECODINGS, GBDT_LOSSES, LABEL_TRANSFORMS, MODEL_KINDS, PRECISIONS, RNC_REPRESENTATIONS
+from models.choices import (
+    DECODINGS,
+    GBDT_LOSSES,
+    LABEL_TRANSFORMS,
+    MEAN_CALIBRATIONS,
+    MODEL_KINDS,
+    PRECISIONS,
+    RNC_REPRESENTATIONS,
+)
 
 # Google Cloud names, as the runners and the trainer section check them.
 PROJECT_PATTERN = re.compile(r"^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -147,6 +155,7 @@ class ModelConfig:
     beam_width: int = 4  # code prefixes kept per level by the beam decodings
     serving_chunk_rows: int = 1024  # rows serving_default scores at once: bounds its memory (models/serving.py)
     interval_groups: int = 4  # served interval calibrated within this many predicted-value groups (models/calibration.py)
+    mean_calibration: str = "scale"  # map of the served mean fitted on the valid split (models/mean_calibration.py)
     duration_feature: str = ""
     duration_groups: int = 10
     gr_label_scale: Optional[float] = None
@@ -161,7 +170,7 @@ class ModelConfig:
     learning_rate: float = 3e-3
     batch_size: int = 256
     train_steps: int = 2000
-    eval_steps: int = 50
+    eval_steps: int = 0  # validation batches per check: 0 (default) is one full pass over the valid split
     validation_every: int = 100
     patience: int = 5
     seed: int = 0
@@ -180,6 +189,11 @@ class ModelConfig:
         if self.rnc_representation not in RNC_REPRESENTATIONS:
             raise ConfigError(f"model.rnc_representation: {self.rnc_representation!r} is not one of "
                               f"{', '.join(RNC_REPRESENTATIONS)}")
+        if self.mean_calibration not in MEAN_CALIBRATIONS:
+            raise ConfigError(f"model.mean_calibration: {self.mean_calibration!r} is not one of "
+                              f"{', '.join(MEAN_CALIBRATIONS)}")
+        if self.eval_steps < 0:
+            raise ConfigError(f"model.eval_steps: {self.eval_steps} must be 0 (a full pass) or a number of batches")
         if self.gbdt_loss not in GBDT_LOSSES:
             raise ConfigError(f"model.gbdt_loss: {self.gbdt_loss!r} is not one of {', '.join(GBDT_LOSSES)}")
         for field in ("gbdt_max_depths", "gbdt_shrinkages", "gbdt_min_examples"):
@@ -190,7 +204,7 @@ class ModelConfig:
             raise ConfigError(f"model.code_smoothing: {self.code_smoothing} must be >= 0")
         if self.value_buckets < 2:
             raise ConfigError(f"model.value_buckets: {self.value_buckets} must be at least 2")
-        for field in ("train_steps", "eval_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every",
+        for field in ("train_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every",
                       "patience", "beam_width", "gr_first_tokens", "interval_groups", "gbdt_max_trees",
                       "serving_chunk_rows"):
             if getattr(self, field) < 1:

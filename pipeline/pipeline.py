@@ -98,7 +98,7 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=model.train_steps),
-        eval_args=tfx.proto.EvalArgs(splits=["valid"], num_steps=model.eval_steps),
+        eval_args=tfx.proto.EvalArgs(splits=["valid"], num_steps=model.eval_steps or None),
         custom_config=trainer.trainer_config(data, model))
 
     if target == "vertex":

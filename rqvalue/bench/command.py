@@ -36,10 +36,12 @@ os.environ.setdefault("FEAST_USAGE", "False")
 
 import numpy as np  # noqa: E402
 
+from rqvalue.bench import bgnbd_peer, compare, lightgbm_peers  # noqa: E402
 from rqvalue.bench.data import prepare_dataset, reanalyze, transform_key  # noqa: E402
 from rqvalue.bench.results import aggregate, render, target_checks  # noqa: E402
 from rqvalue.bench.rows import (  # noqa: E402
     ABLATIONS,
+    BASE_KIND,
     DATASETS,
     VALIDATION_FRACTION,
     Budget,
@@ -148,6 +150,7 @@ def run_bench(datasets: Sequence[str], models: Optional[Sequence[str]], seeds: i
               "eval_mean_label": float(eval_labels.mean()), "eval_zero_share": float(np.mean(eval_labels == 0)),
               "references": references(prepared.labels["train"], eval_labels), "rows": {}, "skipped": {}}
         transforms = {}  # Transform settings a row changes -> that Transform of the data set
+        evals = {}  # row id -> per-seed eval outputs, for the paired bootstrap
         for row in rows:
             if not applies(row, dataset):
                 continue
@@ -160,8 +163,10 @@ def run_bench(datasets: Sequence[str], models: Optional[Sequence[str]], seeds: i
             runs = []
             for seed in range(seeds):
                 t0 = time.time()
+                train = (lightgbm_peers.train_and_evaluate if row.kind in lightgbm_peers.KINDS
+                         else bgnbd_peer.train_and_evaluate if row.kind == bgnbd_peer.KIND else train_and_evaluate)
                 try:
-                    run = train_and_evaluate(data_for_row, row, seed, budget, time_serving=seed < budget.serving_seeds)
+                    run = train(data_for_row, row, seed, budget, time_serving=seed < budget.serving_seeds)
                 except Exception as e:  # one broken kind (e.g. one being written) must not stop the bench
                     message = (f"{row.label} on {dataset}: failed at seed {seed} ({type(e).__name__}: "
                                f"{str(e).splitlines()[0] if str(e) else ''}); row left out")
@@ -170,13 +175,14 @@ def run_bench(datasets: Sequence[str], models: Optional[Sequence[str]], seeds: i
                     notes.append(message)
                     break
                 run["seed"] = seed
+                evals.setdefault(row.id, []).append(run.pop("_eval"))
                 runs.append(run)
                 for note in run.pop("notes", []):
                     if note not in notes:
                         notes.append(note)
                 log(f"[{dataset}] {row.label:<30} seed {seed}: MAE {run['mae']:.3f}  Gini {run['normalized_gini']:.3f}"
-                    f"  Spearman {run['spearman']:.3f}  XAUC {run['xauc']:.3f}  steps {run['best_step']}/"
-                    f"{run['steps_trained']}  train {run['train_s']:.1f}s  ({time.time() - t0:.0f}s)")
+                    f"  Spearman {run['spearman']:.3f}  XAUC {run['xauc']:.3f}  steps {run.get('best_step', '-')}/"
+                    f"{run.get('steps_trained', '-')}  train {run['train_s']:.1f}s  ({time.time() - t0:.0f}s)")
             if len(runs) == seeds:
                 ds["rows"][row.id] = {"label": row.label, "kind": row.kind, "changes": dict(row.changes),
                                       "runs": runs, "aggregate": aggregate(runs)}
@@ -184,8 +190,16 @@ def run_bench(datasets: Sequence[str], models: Optional[Sequence[str]], seeds: i
                 result["results"][dataset] = ds
                 _write(result, out_dir, started, partial=True)
         ds["targets"] = target_checks(dataset, ds["rows"])
+        peers = [r for r in ds["rows"] if r != BASE_KIND and r not in ABLATIONS
+                 and ds["rows"][r]["kind"] != BASE_KIND]
+        if BASE_KIND in ds["rows"] and peers:
+            t0 = time.time()
+            labels = prepared.labels["eval"][:budget.eval_rows] if budget.eval_rows else prepared.labels["eval"]
+            groups = prepared.keys["eval"][:labels.size]
+            ds["bootstrap"] = compare.compare(labels, groups, evals, BASE_KIND, peers)
+            log(f"[{dataset}] paired bootstrap of {BASE_KIND} vs {len(peers)} peers in {time.time() - t0:.0f} s")
         result["results"][dataset] = ds
-        del prepared, transforms
+        del prepared, transforms, evals
     _write(result, out_dir, started, partial=False)
     log(f"bench: wrote {os.path.join(out_dir, 'RESULTS.md')} and results.json in {result['wall_s'] / 60:.1f} min")
     return result
@@ -209,6 +223,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiplies data sizes and step budgets (default 1.0)")
     parser.add_argument("--tiny", action="store_true", help="smallest sizes and budgets (for tests)")
+    parser.add_argument("--no-decodings", action="store_true",
+                        help="skip scoring every decoding rule on the RQ-Reg and GR runs (saves time)")
     parser.add_argument("--out", default="benchmarks", help="folder for RESULTS.md and results.json")
     parser.add_argument("--work-dir", default=None,
                         help="folder for prepared data and transform outputs (default: a temporary folder)")
@@ -225,6 +241,8 @@ def main(args) -> int:
         print("rqvalue bench: --scale must be positive", file=sys.stderr)
         return 2
     budget = budget_for(args.scale, args.tiny)
+    if args.no_decodings:
+        budget = dataclasses.replace(budget, decodings=False)
     try:
         variants = [parse_variant(text) for text in args.variant]
     except ValueError as e:  # ConfigError too
@@ -237,6 +255,7 @@ def main(args) -> int:
          f"--seeds {args.seeds}" if args.seeds != 3 else "",
          f"--scale {args.scale:g}" if args.scale != 1.0 else "",
          "--tiny" if args.tiny else "",
+         "--no-decodings" if args.no_decodings else "",
          f"--out {args.out}"]).strip()
     command = " ".join(command.split())
     work_dir = args.work_dir

@@ -33,9 +33,11 @@ class Prepared:
     tft_output: Any
     splits: Dict[str, Dict[str, np.ndarray]]  # split -> transformed features (incl. the target)
     labels: Dict[str, np.ndarray]  # split -> labels in label units (from the raw examples)
+    keys: Dict[str, np.ndarray]  # split -> entity key of each row (rows of one entity are resampled together)
     serialized: Dict[str, List[bytes]]  # split -> serialized raw tf.Examples
     counts: Dict[str, int]
     seconds: float
+    times: Optional[Dict[str, np.ndarray]] = None  # split -> prediction time of each row (text)
 
 
 def _entity_key(frame, spec) -> List[str]:
@@ -43,8 +45,9 @@ def _entity_key(frame, spec) -> List[str]:
     return gen.entity_keys_of(frame, spec).tolist()
 
 
-def ingest(data) -> Tuple[Dict[str, List[bytes]], Dict[str, np.ndarray]]:
-    """Serialized raw examples and labels per split: train / validation / eval."""
+def ingest(data) -> Tuple[Dict[str, List[bytes]], Dict[str, np.ndarray], Dict[str, np.ndarray],
+                         Dict[str, np.ndarray]]:
+    """Serialized raw examples, labels, entity keys and prediction times per split: train / validation / eval."""
     from components import feature_store_example_gen as gen
 
     spec = gen.IngestionSpec.from_data_config(data)
@@ -53,16 +56,22 @@ def ingest(data) -> Tuple[Dict[str, List[bytes]], Dict[str, np.ndarray]]:
     labels = frame[spec.label].astype(float).to_numpy()
     serialized = {"train": [], "validation": [], "eval": []}
     split_labels = {"train": [], "validation": [], "eval": []}
-    for example, key, label in zip(examples, _entity_key(frame, spec), labels):
+    split_keys = {"train": [], "validation": [], "eval": []}
+    split_times = {"train": [], "validation": [], "eval": []}
+    times = frame[spec.timestamp_column].astype(str).to_numpy()
+    for example, key, label, when in zip(examples, _entity_key(frame, spec), labels, times):
         split = gen.split_of(key, spec.eval_fraction)
         if split == "train" and gen.split_of("validation|" + key, VALIDATION_FRACTION) == "eval":
             split = "validation"
         serialized[split].append(example.SerializeToString())
         split_labels[split].append(label)
+        split_keys[split].append(key)
+        split_times[split].append(when)
     for split, rows in serialized.items():
         if not rows:
             raise ValueError(f"bench: split {split!r} of {data.spine!r} is empty; use more rows")
-    return serialized, {k: np.asarray(v, dtype=np.float64) for k, v in split_labels.items()}
+    return (serialized, {k: np.asarray(v, dtype=np.float64) for k, v in split_labels.items()},
+            {k: np.asarray(v) for k, v in split_keys.items()}, {k: np.asarray(v) for k, v in split_times.items()})
 
 
 def _load_schema(path: str):
@@ -127,9 +136,10 @@ def prepare_dataset(name: str, work_dir: str, rows: Optional[int], log=print) ->
 
     started = time.time()
     data = datasets.prepare(name, os.path.join(work_dir, "data", name), rows=rows)
-    serialized, labels = ingest(data)
-    prepared = _with_transform(name, data, config_lib.ModelConfig(), serialized, labels,
+    serialized, labels, keys, times = ingest(data)
+    prepared = _with_transform(name, data, config_lib.ModelConfig(), serialized, labels, keys,
                                os.path.join(work_dir, "transform", name), started)
+    prepared.times = times
     log(f"[{name}] prepared in {prepared.seconds:.0f} s: "
         + ", ".join(f"{k} {v:,}" for k, v in prepared.counts.items()))
     return prepared
@@ -141,7 +151,8 @@ def reanalyze(prepared: Prepared, changes: Mapping[str, Any], work_dir: str, log
     model = dataclasses.replace(prepared.model, **changes)
     key = transform_key(changes)
     variant = _with_transform(prepared.name, prepared.data, model, prepared.serialized, prepared.labels,
-                              os.path.join(work_dir, "transform", prepared.name + "@" + key), started)
+                              prepared.keys, os.path.join(work_dir, "transform", prepared.name + "@" + key), started)
+    variant.times = prepared.times
     log(f"[{prepared.name}] Transform with {key} in {variant.seconds:.0f} s")
     return variant
 
@@ -153,7 +164,7 @@ def transform_key(changes: Mapping[str, Any]) -> str:
 
 
 def _with_transform(name: str, data, model, serialized: Dict[str, List[bytes]], labels: Dict[str, np.ndarray],
-                    transform_dir: str, started: float) -> Prepared:
+                    keys: Dict[str, np.ndarray], transform_dir: str, started: float) -> Prepared:
     """Analyses train under `model`'s transform settings into transform_dir and transforms every split."""
     import tensorflow_transform as tft
 
@@ -163,5 +174,5 @@ def _with_transform(name: str, data, model, serialized: Dict[str, List[bytes]], 
     tft_output = tft.TFTransformOutput(transform_dir)
     splits = {split: transform(tft_output, rows_) for split, rows_ in serialized.items()}
     counts = {split: len(rows_) for split, rows_ in serialized.items()}
-    return Prepared(name, data, model, transform_dir, tft_output, splits, labels, serialized, counts,
+    return Prepared(name, data, model, transform_dir, tft_output, splits, labels, keys, serialized, counts,
                     time.time() - started)

@@ -50,7 +50,8 @@ def evaluate(model, attribute: str, values: Sequence[Any], prepared, config: Map
 
     original = getattr(model, attribute)
     # The calibration of the model's own setting, restored at the end (cheaper than refitting it).
-    calibrated = [(variable, variable.numpy()) for variable in (model.interval_thresholds, model.interval_offsets)]
+    calibrated = [(variable, variable.numpy()) for variable in (model.interval_thresholds, model.interval_offsets,
+                                                                  model.mean_knots)]
     results = {}
     try:
         for decoding in values:
@@ -59,7 +60,8 @@ def evaluate(model, attribute: str, values: Sequence[Any], prepared, config: Map
                 continue
             setattr(model, attribute, decoding)
             predict_fn = scoring.predict_function(model, eval_x)
-            calibration.calibrate_model(model, validation, log=None, predict=predict_fn)
+            calibration.calibrate_model(model, validation, log=None, predict=predict_fn,
+                                        mean=config["mean_calibration"])
             started = time.perf_counter()
             outputs = scoring.predict(predict_fn, eval_x)
             result = {**scoring.scores(labels, outputs), "predict_s": time.perf_counter() - started}

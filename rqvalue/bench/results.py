@@ -5,6 +5,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from rqvalue.bench import compare
 from rqvalue.bench.decoding import COLUMNS as DECODING_COLUMNS
 from rqvalue.bench.rows import ABLATIONS, BASE_KIND, DURATION_FEATURE, OOD_ROWS, VALIDATION_FRACTION
 
@@ -117,8 +118,10 @@ def render(result: Mapping[str, Any]) -> str:
         f"whole run {result['wall_s'] / 60:.1f} min wall time (ingestion, Transform, every training run, "
         "evaluation and serving timing; the default bench is sized to stay under 30 min on this machine).",
         "",
-        "**What.** Every model kind in `models.registry.KINDS` that applies to a data set (D2Q only on watch "
-        "time), plus four RQ-Reg ablations, trained and evaluated with the pipeline's own code: Feast "
+        "**What.** The rows the command selects (by default every model kind in `models.registry.KINDS` that "
+        "applies to a data set (D2Q only on watch time), four RQ-Reg ablations, and the bench-only peers "
+        "LightGBM Tweedie, LightGBM two-stage (`rqvalue/bench/lightgbm_peers.py`) and BG/NBD + Gamma-Gamma "
+        "(`rqvalue/bench/bgnbd_peer.py`, cdnow_snapshots only)), trained and evaluated with the pipeline's own code: Feast "
         "point-in-time retrieval and `to_examples`, the ingestion's entity-hash train/eval split, "
         "`preprocessing_fn` analysed with `tensorflow_transform.beam` on train (default ModelConfig transform "
         "settings; every split is then transformed by the written transform graph via "
@@ -186,7 +189,11 @@ def render(result: Mapping[str, Any]) -> str:
             agg = row["aggregate"]
             steps = _cell(agg, "best_step")
             lines.append(f"| {row['label']} | " + " | ".join(_cell(agg, k) for k in METRICS) + f" | {steps} |")
-        lines += ["", "*steps*: step of the restored (best-validation) weights (mean ± std)."]
+        lines += ["", "*steps*: step of the restored (best-validation) weights (mean ± std); for the LightGBM "
+                      "rows, the number of trees kept by early stopping (two-stage: both stages), and their "
+                      "*serve ms/1k* is LightGBM's predict on transformed rows, not a TensorFlow signature."]
+        lines += compare.render(dataset, ds)
+        lines += _searched(ds)
         for kind, default in ((BASE_KIND, _default_decoding()), ("gr", str(_default_field("gr_first_tokens")))):
             if kind in ds["rows"]:
                 lines += decoding_table(ds["rows"][kind]["runs"], default, kind)
@@ -218,7 +225,8 @@ def render(result: Mapping[str, Any]) -> str:
             label = ds["rows"][row_id]["label"] if row_id else "n/a"
             best.append(f"{METRICS[metric][0]}: {label}{' (degenerate)' if label in constant else ''}")
         lines += ["Best per metric (mean over seeds): " + "; ".join(best) + ".", ""]
-    lines += ["## Targets", "",
+    lines += compare.targets(result["results"])
+    lines += ["## Targets (seed spread)", "",
               "Is RQ-Reg (`rqreg`, default settings) ahead of every baseline (not the ablations) on normalized "
               "Gini, Spearman and MAE (LTV data sets) and on XAUC and MAE (watch time), by more than the "
               "seed-to-seed spread? Criterion: the mean difference in RQ-Reg's favour is larger than the larger "
@@ -251,6 +259,25 @@ def render(result: Mapping[str, Any]) -> str:
               "to 64/16/16 and two vs three levels, smoothed code targets (`code_smoothing` 0.5-1.5), four "
               "decoding rules, and twice the data (`--scale 2`).", ""]
     return "\n".join(lines)
+
+
+def _searched(ds: Mapping[str, Any]) -> List[str]:
+    """What the LightGBM rows searched on the validation rows, and what each seed chose."""
+    lines = []
+    for row in ds["rows"].values():
+        searched = [run.get("searched") for run in row["runs"] if run.get("searched")]
+        if not searched:
+            continue
+        stages = searched[0] if "grid" not in searched[0] else {"model": searched[0]}
+        parts = []
+        for stage in stages:
+            first = stages[stage]
+            chosen = [(s if "grid" in s else s[stage])["chosen"] for s in searched]
+            parts.append(f"{stage}: grid {first['grid']} chosen by {first['criterion']}; per seed: "
+                         + "; ".join(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in c.items()) for c in chosen))
+        lines += ["", f"*{row['label']}* searched (learning rate 0.05, early stopping 50 rounds): " + " | ".join(parts)]
+    return lines
 
 
 def _default_decoding() -> str:

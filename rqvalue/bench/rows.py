@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
-DATASETS = ("cdnow", "synthetic_ltv", "watch_time")
+DATASETS = ("cdnow", "cdnow_snapshots", "synthetic_ltv", "watch_time")
 
 
 VALIDATION_FRACTION = 0.1
@@ -16,7 +16,7 @@ OOD_ROWS = 256
 
 
 # Kinds that only make sense on some data sets (D2Q needs a video duration).
-ONLY_ON = {"d2q": ("watch_time",)}
+ONLY_ON = {"d2q": ("watch_time",), "bgnbd_gamma_gamma": ("cdnow_snapshots",)}
 
 
 # Feature that D2Q groups by, per data set (ModelConfig.duration_feature).
@@ -38,6 +38,12 @@ ABLATIONS = {
 BASE_KIND = "rqreg"
 
 
+# Peers trained outside the pipeline's model registry (bench only; `rqvalue.bench.lightgbm_peers`,
+# `rqvalue.bench.bgnbd_peer`): row id (= kind) -> row label.
+PEERS = {"lightgbm_tweedie": "LightGBM Tweedie", "lightgbm_two_stage": "LightGBM two-stage",
+         "bgnbd_gamma_gamma": "BG/NBD + Gamma-Gamma"}
+
+
 # ModelConfig fields that Transform uses (models.preprocessing.transform_config): a row that changes one
 # gets its own Transform of the data set (`rqvalue.bench.data.reanalyze`).
 TRANSFORM_SETTINGS = ("label_transform", "value_buckets", "codebook_sizes", "first_level_median",
@@ -57,18 +63,20 @@ class Budget:
     serving_batch: int  # examples per timed serving call
     serving_calls: int  # timed serving calls after one warm-up call
     serving_seeds: int  # serving is timed on the first `serving_seeds` seeds of each row (it does not depend on the seed)
+    decodings: bool = True  # score every decoding rule on the default RQ-Reg (and GR) runs
 
 
 # Defaults measured on the 2-core CPU development machine (shared with other work): the whole default
 # bench (3 data sets, 7 kinds + 4 ablations, 3 seeds) took 20-23 min. The cost is dominated by GR
 # training (~40 s a run) and RQ-Reg's tree-enumerating prediction (~2 s per 1,000 examples); raising
 # the eval size or the step budget raises the time roughly in proportion.
-DEFAULT_ROWS = {"cdnow": 10_000, "synthetic_ltv": 10_000, "watch_time": 12_000}
+# cdnow_snapshots: customers, each scored at four cut-offs (6,000 customers = 24,000 rows).
+DEFAULT_ROWS = {"cdnow": 10_000, "cdnow_snapshots": 6_000, "synthetic_ltv": 10_000, "watch_time": 12_000}
 
 DEFAULT_BUDGET = Budget(rows=DEFAULT_ROWS, max_steps=400, eval_every=40, patience=3, batch_size=256,
                         eval_rows=None, serving_batch=1000, serving_calls=3, serving_seeds=1)
 
-TINY_BUDGET = Budget(rows={"cdnow": 800, "synthetic_ltv": 800, "watch_time": 1500}, max_steps=20,
+TINY_BUDGET = Budget(rows={"cdnow": 800, "cdnow_snapshots": 200, "synthetic_ltv": 800, "watch_time": 1500}, max_steps=20,
                      eval_every=10, patience=1, batch_size=64, eval_rows=None, serving_batch=100,
                      serving_calls=1, serving_seeds=1)
 
@@ -100,7 +108,7 @@ class Row:
 
 
 def available_rows() -> Tuple[List[Row], List[str]]:
-    """Every registered kind, then the RQ-Reg ablations; notes on kinds that cannot be built."""
+    """Every registered kind, the RQ-Reg ablations, then the bench-only peers; notes on kinds that cannot be built."""
     notes = []
     try:
         from models import registry
@@ -113,6 +121,7 @@ def available_rows() -> Tuple[List[Row], List[str]]:
     rows = [Row(kind, kind, kind, {}) for kind in kinds]
     if BASE_KIND in kinds:
         rows += [Row(row_id, label, BASE_KIND, changes) for row_id, (label, changes) in ABLATIONS.items()]
+    rows += [Row(kind, label, kind, {}) for kind, label in PEERS.items()]
     return rows, notes
 
 

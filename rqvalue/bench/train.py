@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
-from rqvalue.bench import decoding, scoring
+from rqvalue.bench import compare, decoding, scoring
 from rqvalue.bench.data import Prepared
 from rqvalue.bench.rows import DURATION_FEATURE, ONE_LEVEL, OOD_ROWS, Budget, Row
 
@@ -112,6 +112,23 @@ def warm_up(prepared: Prepared, budget: Budget) -> float:
     return time.time() - started
 
 
+def tree_crps(model, columns: Mapping[str, np.ndarray], labels: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Per-row exact CRPS [n] of RQ-Reg's code tree: every code path's decoded value (label units) with its
+    probability (`leaf_probabilities`), by `models.scoring_rules.crps_discrete`."""
+    import tensorflow as tf
+
+    from models import scoring_rules
+
+    signature = {k: tf.TensorSpec([None, *v.shape[1:]], tf.as_dtype(v.dtype)) for k, v in columns.items()}
+    probabilities = tf.function(model.leaf_probabilities, input_signature=[signature])
+    values = model._leaf_values.numpy()
+    parts = []
+    for start in range(0, labels.size, batch):
+        chunk = {k: v[start:start + batch] for k, v in columns.items()}
+        parts.append(scoring_rules.crps_discrete(values, probabilities(chunk).numpy(), labels[start:start + batch]))
+    return np.concatenate(parts)
+
+
 def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, time_serving: bool = True
                        ) -> Dict[str, Any]:
     """One training run and its eval metrics (label units); with time_serving, also the serving time."""
@@ -148,7 +165,8 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     # One traced prediction function for calibration and every eval prediction below.
     predict_fn = scoring.predict_function(model, eval_x)
     calibrated = calibration.calibrate_model(
-        model, tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(1024), log=None, predict=predict_fn)
+        model, tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(1024), log=None, predict=predict_fn,
+        mean=config["mean_calibration"])
 
     labels = prepared.labels["eval"]
     if budget.eval_rows:
@@ -169,6 +187,10 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
         "distinct_predictions": int(np.unique(prediction).size),
     }
     result["codebook_sizes"] = [int(np.size(level)) for level in context.codebook_levels]
+    result.update(compare.mean_losses(labels, outputs))
+    if hasattr(model, "leaf_probabilities"):
+        result["crps_tree"] = float(np.mean(tree_crps(model, eval_x, labels)))
+    result["_eval"] = outputs  # per-row eval outputs for the paired bootstrap (not written to results.json)
     ood = scoring.predict(predict_fn, scoring.out_of_range(eval_x, context.numeric_keys, OOD_ROWS))
     result["ood_max_prediction"] = float(np.max(ood["prediction"]))
     result["prediction_cap"] = float(context.prediction_cap)
@@ -180,7 +202,7 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
         result["serving_vs_predict_max_abs_diff"] = float(np.max(np.abs(
             served["prediction"][:n].astype(np.float64) - prediction[:n])))
     attribute, values = decoding.rules(row.id, model)
-    if len(values) > 1:
+    if len(values) > 1 and budget.decodings:
         result["beam_width"] = config.get("beam_width")
         result["decodings"] = decoding.evaluate(
             model, attribute, values, prepared, config, budget, eval_x, labels,

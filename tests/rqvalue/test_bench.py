@@ -163,3 +163,19 @@ def test_rqreg_variants_are_not_baselines():
     rows = {"rqreg": {"kind": "rqreg", "aggregate": agg}, "big": {"kind": "rqreg", "aggregate": agg},
             "ziln_slow": {"kind": "ziln", "aggregate": agg}}
     assert {c["baseline"] for c in bench_report.target_checks("cdnow", rows)["comparisons"]} == {"ziln_slow"}
+
+
+def test_rqreg_is_compared_with_every_peer_by_a_paired_bootstrap(tiny_bench):
+    results, markdown = tiny_bench
+    dataset = results["results"]["synthetic_ltv"]
+    intervals = dataset["bootstrap"]
+    assert {r["peer"] for r in intervals} == {"ziln", "gr"}  # not RQ-Reg's own variant
+    assert {r["metric"] for r in intervals} == {"normalized_gini", "spearman", "crps", "pinball_10", "pinball_50",
+                                                "pinball_90"}
+    for r in intervals:
+        assert r["resamples"] == 1000 and r["clusters"] == dataset["counts"]["eval"]
+        assert r["low"] <= r["high"] and r["met"] == (r["low"] > 0)
+    rqreg = dataset["rows"]["rqreg"]["runs"][0]
+    assert 0 < rqreg["crps_tree"] and math.isfinite(rqreg["crps"]) and len(rqreg["coverage_80_by_decile"]) == 10
+    assert "RQ-Reg vs each peer, paired bootstrap" in markdown and "## Targets (paired bootstrap)" in markdown
+    assert "_eval" not in json.dumps(results)
