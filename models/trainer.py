@@ -9,7 +9,7 @@ and `transform_features` (for TFMA's `value_bucket` slices).
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -20,6 +20,9 @@ from tfx_bsl.public import tfxio
 
 from models import base, calibration, codebook_analyzer, label_transform, registry, serving, warm_start
 from schemas import features
+
+# Builds an uncompiled model from (Trainer config, TrainContext).
+Constructor = Callable[[Mapping[str, Any], base.TrainContext], base.ValueModel]
 
 
 def trainer_config(data, model) -> Dict[str, Any]:
@@ -77,9 +80,10 @@ def train_context(config: Mapping[str, Any], tft_output: tft.TFTransformOutput, 
         interval_groups=config.get("interval_groups", 1))
 
 
-def build_model(config: Mapping[str, Any], context: base.TrainContext) -> base.ValueModel:
-    """Builds the configured model kind; compiles it unless it trains itself (`fit_on_rows`)."""
-    model = registry.build(config["kind"], config, context)
+def build_model(config: Mapping[str, Any], context: base.TrainContext,
+                construct: Optional[Constructor] = None) -> base.ValueModel:
+    """Builds the configured model kind (or what `construct` builds); compiles it unless it trains itself."""
+    model = construct(config, context) if construct else registry.build(config["kind"], config, context)
     if model.trains_itself:
         return model
     loss, loss_weights = model.loss_config()
@@ -137,8 +141,8 @@ def _fit_on_rows(model: base.ValueModel, fn_args: tfx.components.FnArgs, tft_out
         json.dump(summary, f, indent=1)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point."""
+def run_fn(fn_args: tfx.components.FnArgs, construct: Optional[Constructor] = None) -> None:
+    """TFX Trainer entry point; `construct` replaces the registry's model of `kind` (distillation's teacher, student)."""
     config = fn_args.custom_config
     keras.utils.set_random_seed(config["seed"])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -147,7 +151,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     strategy = tf.distribute.MirroredStrategy()
     with strategy.scope():
-        model = build_model(config, context)
+        model = build_model(config, context, construct)
     if model.trains_itself:
         _fit_on_rows(model, fn_args, tft_output, config)
     else:
@@ -155,6 +159,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     calibration.calibrate_model(model, _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, 1024,
                                                 num_epochs=1))
     signatures = serving.signatures(model, tft_output, config)
+    signatures.update(model.export_signatures(tft_output))
     tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures)
     model.save_weights(os.path.join(fn_args.model_run_dir, "weights", "model"))
     warm_start.save(model, fn_args.serving_model_dir)

@@ -21,6 +21,10 @@ def add_parsers(commands) -> None:
                      help="folder for ML Metadata, the pipeline root and the serving models (default: runs)")
     _add_model_options(run, "override model.kind (default: rqreg)")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
+    run.add_argument("--distill", action="store_true",
+                     help="privileged-feature distillation: train a teacher on features from after the prediction "
+                          "time and serve a student aligned to it (an embedded data set's declared features, or "
+                          "the config's distillation section)")
     run.add_argument("--span", type=int, help="with data.span_days > 0: ingest this span (YYYYMMDD of its "
                                               "first day) instead of the latest one in the spine")
     runner_options.add_runner_arguments(run)
@@ -70,6 +74,9 @@ def run_config(args: argparse.Namespace) -> config_lib.RunConfig:
                                    pipeline_name=f"rqvalue-{args.dataset.replace('_', '-')}")
     if args.model:
         cfg = config_lib.replace(cfg, model={"kind": args.model})
+    if getattr(args, "distill", False):
+        section = {"enabled": True} if args.config else datasets.distillation(args.dataset)
+        cfg = config_lib.replace(cfg, distillation=section)
     if args.train_steps:
         cfg = config_lib.replace(cfg, model={"train_steps": args.train_steps})
     if args.no_cache:
