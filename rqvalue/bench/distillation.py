@@ -19,13 +19,12 @@ Writes `<out>/RESULTS.md` and `<out>/results.json`.
 
 import argparse
 import dataclasses
-import glob
 import json
 import os
 import sys
 import tempfile
 import time
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 os.environ.setdefault("FEAST_USAGE", "False")
 
@@ -34,8 +33,39 @@ import numpy as np  # noqa: E402
 METRICS = ("normalized_gini", "spearman", "mae", "rmse")
 
 
-def _model_dirs(pipeline_root: str, node: str) -> set:
-    return set(glob.glob(os.path.join(pipeline_root, node, "model", "*", "Format-Serving")))
+def trained_models(metadata_path: str) -> List[Tuple[str, Dict[str, Any], str]]:
+    """(node id, Trainer custom_config, serving model directory) of every completed Trainer execution."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = metadata_path
+    store = metadata_store.MetadataStore(connection)
+    node_type = store.get_context_type("node").id
+    found = []
+    for execution in store.get_executions():
+        if "custom_config" not in execution.custom_properties or "run_fn" not in execution.custom_properties:
+            continue
+        if execution.last_known_state not in (metadata_store_pb2.Execution.COMPLETE,
+                                              metadata_store_pb2.Execution.CACHED):
+            continue
+        node = next(c.name.split(".", 1)[1] for c in store.get_contexts_by_execution(execution.id)
+                    if c.type_id == node_type)
+        outputs = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+                   if e.type == metadata_store_pb2.Event.OUTPUT
+                   and any(step.key == "model" for step in e.path.steps)]
+        for artifact in store.get_artifacts_by_id(outputs):
+            found.append((node, json.loads(execution.custom_properties["custom_config"].string_value),
+                          os.path.join(artifact.uri, "Format-Serving")))
+    return found
+
+
+def _model_of(found, node: str, **settings) -> str:
+    """The one model directory of `node` whose custom_config holds `settings`."""
+    dirs = {path for n, config, path in found if n == node and all(config.get(k) == v for k, v in settings.items())}
+    if len(dirs) != 1:
+        raise RuntimeError(f"{node} {settings}: {len(dirs)} trained models found, expected one: {sorted(dirs)}")
+    return dirs.pop()
 
 
 def _score(model_dir: str, serialized: Sequence[bytes], batch: int = 2048) -> np.ndarray:
@@ -77,21 +107,17 @@ def run_seed(data, seed: int, out: str, args) -> Dict[str, Dict[str, float]]:
     section = {**datasets.distillation("cdnow_snapshots"), "code_kl_weight": 0.0}
     base_cfg = config_lib.RunConfig(data=data, model=model, output_dir=os.path.join(out, "runs"),
                                     distillation=config_lib.DistillationConfig(**section))
-    models_of: Dict[str, str] = {}
     weights = [("base", 0.0, 0.0)] + [(f"student (λ={w:g}, KL={args.code_kl_weight:g})", w, args.code_kl_weight)
                                       for w in args.alignment_weights]
+    models_of: Dict[str, str] = {}
     for name, alignment, kl in weights:
         cfg = config_lib.replace(base_cfg, distillation={"alignment_weight": alignment, "code_kl_weight": kl})
-        before = _model_dirs(cfg.pipeline_root, "Trainer")
         started = time.time()
         local_runner.run(cfg, report=None)
-        new = _model_dirs(cfg.pipeline_root, "Trainer") - before
-        if len(new) != 1:
-            raise RuntimeError(f"{name}: expected one new student model under {cfg.pipeline_root}, found {sorted(new)} "
-                               "(use a fresh --out)")
-        models_of[name] = new.pop()
-        print(f"seed {seed}: {name} trained in {time.time() - started:.0f} s", flush=True)
-    (teacher,) = _model_dirs(base_cfg.pipeline_root, TEACHER_ID)
+        found = trained_models(cfg.metadata_path)
+        models_of[name] = _model_of(found, "Trainer", seed=seed, alignment_weight=alignment, code_kl_weight=kl)
+        print(f"seed {seed}: {name} trained (or cached) in {time.time() - started:.0f} s", flush=True)
+    teacher = _model_of(trained_models(base_cfg.metadata_path), TEACHER_ID, seed=seed)
     plain, privileged, labels = _eval_rows(base_cfg)
     scores = {name: metrics.summary(labels, _score(path, plain)) for name, path in models_of.items()}
     scores["teacher bound (reads the privileged window)"] = metrics.summary(labels, _score(teacher, privileged))
@@ -124,15 +150,14 @@ def render(results: Dict[int, Dict[str, Dict[str, float]]], command: str) -> str
 def main(argv: List[str] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rqvalue.bench.distillation", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="folder for RESULTS.md and results.json")
-    parser.add_argument("--work", help="a new folder for the data and the pipeline runs (default: a temporary one)")
+    parser.add_argument("--work", help="folder for the data and the pipeline runs (default: a temporary one); "
+                                       "a folder of an earlier call is reused, its runs come from the cache")
     parser.add_argument("--rows", type=int, default=3000, help="CDNOW customers (each at four cut-offs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--train-steps", type=int, help="override model.train_steps")
     parser.add_argument("--alignment-weights", type=float, nargs="+", default=[1.0], help="λ of each student")
     parser.add_argument("--code-kl-weight", type=float, default=0.0)
     args = parser.parse_args(argv)
-    if args.work and os.path.exists(args.work):
-        parser.error(f"--work: {args.work} exists; give a new folder (each model is told apart by its new run)")
     from pipeline import datasets
 
     work = os.path.abspath(args.work) if args.work else tempfile.mkdtemp(prefix="rqvalue-distillation-")

@@ -20,6 +20,12 @@ def test_render_pairs_each_student_with_the_base_of_its_seed():
     assert "teacher bound | 0 |" not in text  # the bound is not a student
 
 
-def test_work_folder_must_be_new(tmp_path):
-    with pytest.raises(SystemExit):
-        distillation.main(["--out", str(tmp_path / "out"), "--work", str(tmp_path)])
+def test_model_of_finds_the_one_model_with_the_settings():
+    found = [("Trainer", {"seed": 0, "alignment_weight": 0.0}, "/r/Trainer/model/9"),
+             ("Trainer", {"seed": 0, "alignment_weight": 1.0}, "/r/Trainer/model/21"),
+             ("TeacherTrainer", {"seed": 0}, "/r/TeacherTrainer/model/8"),
+             ("TeacherTrainer", {"seed": 0}, "/r/TeacherTrainer/model/8")]  # a cached execution: the same model
+    assert distillation._model_of(found, "Trainer", seed=0, alignment_weight=1.0) == "/r/Trainer/model/21"
+    assert distillation._model_of(found, "TeacherTrainer", seed=0) == "/r/TeacherTrainer/model/8"
+    with pytest.raises(RuntimeError, match="2 trained models"):
+        distillation._model_of(found, "Trainer", seed=0)
