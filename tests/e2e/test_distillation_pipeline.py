@@ -112,6 +112,6 @@ def test_rerun_is_cached_teacher_and_student_included(distilled_run):
     second = local_runner.run(cfg, report=None)
     assert second.pushed_model == first.pushed_model
     for node in ("Trainer", TEACHER_ID, "PrivilegedSchema"):
-        outputs = os.listdir(os.path.join(cfg.pipeline_root, node))
+        outputs = [o for o in os.listdir(os.path.join(cfg.pipeline_root, node)) if not o.startswith(".")]
         executions = {output: os.listdir(os.path.join(cfg.pipeline_root, node, output)) for output in outputs}
         assert all(len(ids) == 1 for ids in executions.values()), (node, executions)
