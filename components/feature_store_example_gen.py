@@ -24,6 +24,11 @@ categorical features -> bytes of their text, integer categories (Feast Int32/Int
 Rows are split by a hash of the entity key into train, valid (the Trainer's early stopping) and
 eval (TFMA's evaluation only), so an entity never sits in two splits.
 
+Privileged features (distillation): with `privileged_json`, the rows of the train and valid splits
+also get features read from the window after their prediction time, by the one forward-looking
+retrieval of `components/privileged_retrieval.py`; eval rows never do. `components/privileged_schema.py`
+then keeps them out of the SERVING environment and checks the splits.
+
 Spans: with `span_days > 0` one run ingests one window of prediction times, [first day, first day +
 span_days), and the Examples artifact carries its number (the first day as YYYYMMDD) as `span`;
 resolvers downstream assemble the rolling window of the latest spans. With `span_days = 0` the
@@ -43,7 +48,7 @@ import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 
-from components import feature_presence, label_rules
+from components import feature_presence, label_rules, privileged_retrieval
 from schemas import features
 
 SPLITS = ("train", "valid", "eval")
@@ -394,6 +399,21 @@ def write_examples(frame: pd.DataFrame, spec: IngestionSpec, output_uri: str) ->
     return counts
 
 
+def with_privileged(frame: pd.DataFrame, spec: IngestionSpec, privileged: "privileged_retrieval.PrivilegedSpec"
+                    ) -> Tuple[pd.DataFrame, IngestionSpec, int]:
+    """`frame` with the privileged features in the rows of `privileged.splits` only (the forward retrieval of
+    `components.privileged_retrieval`), the spec that writes them as numbers, and the training rows lacking some."""
+    splits = entity_keys_of(frame, spec).map(lambda key: split_of(key, spec.eval_fraction, spec.validation_fraction))
+    training = splits.isin(list(privileged.splits)).to_numpy()
+    try:
+        extended, lacking = privileged_retrieval.add_privileged(
+            frame, training, spec.feast_repo, spec.timestamp_column, spec.label, privileged)
+    except privileged_retrieval.PrivilegedRetrievalError as e:
+        raise IngestionError(f"{e}; {_NOTHING_KEPT}") from e
+    write_spec = dataclasses.replace(spec, numeric_features=(*spec.numeric_features, *privileged.names))
+    return extended, write_spec, lacking
+
+
 def input_fingerprint(spec: IngestionSpec) -> str:
     """Hash of what the examples depend on: the spine file, the feature definitions and their file data.
 
@@ -431,17 +451,26 @@ def FeatureStoreExampleGen(
     spec_json: tfx.dsl.components.Parameter[str],
     fingerprint: tfx.dsl.components.Parameter[str],
     span: tfx.dsl.components.Parameter[int] = 0,
+    privileged_json: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
     """TFX component: spine (rows of span `span`) + Feast -> Examples (train/valid/eval).
 
     `fingerprint` only keys the cache; `span` is `latest_span(spec)` unless a run asks for another.
     The artifact records `<split>_examples` and `rows_without_features` (kept under
-    `max_missing_feature_share`).
+    `max_missing_feature_share`). With `privileged_json` (a `privileged_retrieval.PrivilegedSpec`),
+    the train and valid rows also get privileged features from after their prediction time, by a
+    second, forward-looking retrieval; eval rows never do.
     """
     del fingerprint
     spec = IngestionSpec.from_json(spec_json)
     retrieved = retrieval(spec, span)
-    counts = write_examples(retrieved.frame, spec, examples.uri)
+    frame, write_spec = retrieved.frame, spec
+    if privileged_json:
+        privileged = privileged_retrieval.PrivilegedSpec.from_json(privileged_json)
+        frame, write_spec, lacking = with_privileged(frame, spec, privileged)
+        examples.set_string_custom_property("privileged_features", ",".join(privileged.names))
+        examples.set_int_custom_property("rows_without_privileged_features", lacking)
+    counts = write_examples(frame, write_spec, examples.uri)
     examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
     examples.span = span
     for split, count in counts.items():

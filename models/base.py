@@ -103,6 +103,12 @@ class ValueModel(keras.Model):
     def serving_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         raise NotImplementedError
 
+    def export_signatures(self, tft_output) -> Dict[str, tf.types.experimental.GenericFunction]:
+        """Signatures (tf.functions with an input signature, by name) the kind exports beside
+        `serving_default` and `transform_features`; none by default."""
+        del tft_output
+        return {}
+
     def training_callbacks(self, total_steps: int) -> list:
         """Keras callbacks the kind needs during `fit` (e.g. a schedule); none by default."""
         del total_steps

@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -27,6 +27,9 @@ from tfx_bsl.public import tfxio
 
 from models import base, calibration, codebook_analyzer, label_transform, registry, serving, warm_start
 from schemas import features
+
+# Builds an uncompiled model from (Trainer config, TrainContext).
+Constructor = Callable[[Mapping[str, Any], base.TrainContext], base.ValueModel]
 
 
 def trainer_config(data, model) -> Dict[str, Any]:
@@ -95,9 +98,10 @@ def train_context(config: Mapping[str, Any], tft_output: tft.TFTransformOutput, 
         interval_groups=config.get("interval_groups", 1))
 
 
-def build_model(config: Mapping[str, Any], context: base.TrainContext) -> base.ValueModel:
-    """Builds the configured model kind; compiles it unless it trains itself (`fit_on_rows`)."""
-    model = registry.build(config["kind"], config, context)
+def build_model(config: Mapping[str, Any], context: base.TrainContext,
+                construct: Optional[Constructor] = None) -> base.ValueModel:
+    """Builds the configured model kind (or what `construct` builds); compiles it unless it trains itself."""
+    model = construct(config, context) if construct else registry.build(config["kind"], config, context)
     if model.trains_itself:
         return model
     loss, loss_weights = model.loss_config()
@@ -121,7 +125,8 @@ def precision_policy(precision: str):
 
 
 def float32_model(model: base.ValueModel, config: Mapping[str, Any], context: base.TrainContext,
-                  batch: Tuple[Mapping[str, tf.Tensor], Mapping[str, tf.Tensor]]) -> base.ValueModel:
+                  batch: Tuple[Mapping[str, tf.Tensor], Mapping[str, tf.Tensor]],
+                  construct: Optional[Constructor] = None) -> base.ValueModel:
     """`model` if it computes in float32; else the same kind rebuilt under the float32 policy with its weights.
 
     Mixed precision is a training setting: calibration and serving run in float32 (the code tree
@@ -133,11 +138,12 @@ def float32_model(model: base.ValueModel, config: Mapping[str, Any], context: ba
       batch: one training batch (features, targets). The copy takes one training step on it, so
         that it has every variable training created (some are used in training only), before
         all of them are set to the trained values.
+      construct: what built the model, if not the registry (as for `build_model`).
     """
     if model.compute_dtype == "float32":
         return model
     with precision_policy("float32"):
-        copy = build_model(config, context)
+        copy = build_model(config, context, construct)
     copy.run_eagerly = True  # one step: cheaper than tracing a training function
     copy.train_on_batch(*batch)
     weights = model.get_weights()
@@ -148,7 +154,8 @@ def float32_model(model: base.ValueModel, config: Mapping[str, Any], context: ba
 
 
 def _fit_keras(model: base.ValueModel, strategy, fn_args: tfx.components.FnArgs, tft_output: tft.TFTransformOutput,
-               config: Mapping[str, Any], context: base.TrainContext) -> base.ValueModel:
+               config: Mapping[str, Any], context: base.TrainContext,
+               construct: Optional[Constructor] = None) -> base.ValueModel:
     """Keras fit on the train split, validated on the valid split; warm-starts from the base model.
 
     Returns:
@@ -181,7 +188,7 @@ def _fit_keras(model: base.ValueModel, strategy, fn_args: tfx.components.FnArgs,
     best = int(np.argmin(history["val_loss"]))
     print(f"    {config['kind']}: {len(history['val_loss']) * every} steps, best validation loss "
           f"{history['val_loss'][best]:.4f} after {(best + 1) * every} steps")
-    return float32_model(model, config, context, next(iter(train)))
+    return float32_model(model, config, context, next(iter(train)), construct)
 
 
 def _fit_on_rows(model: base.ValueModel, fn_args: tfx.components.FnArgs, tft_output: tft.TFTransformOutput,
@@ -202,8 +209,8 @@ def _fit_on_rows(model: base.ValueModel, fn_args: tfx.components.FnArgs, tft_out
         json.dump(summary, f, indent=1)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point."""
+def run_fn(fn_args: tfx.components.FnArgs, construct: Optional[Constructor] = None) -> None:
+    """TFX Trainer entry point; `construct` replaces the registry's model of `kind` (distillation's teacher, student)."""
     config = fn_args.custom_config
     keras.utils.set_random_seed(config["seed"])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -217,14 +224,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         precision = "float32"
     strategy = tf.distribute.MirroredStrategy()
     with strategy.scope(), precision_policy(precision):
-        model = build_model(config, context)
+        model = build_model(config, context, construct)
     if model.trains_itself:
         _fit_on_rows(model, fn_args, tft_output, config)
     else:
-        model = _fit_keras(model, strategy, fn_args, tft_output, config, context)
+        model = _fit_keras(model, strategy, fn_args, tft_output, config, context, construct)
     calibration.calibrate_model(model, _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, 1024,
                                                 num_epochs=1), mean=config["mean_calibration"])
     signatures = serving.signatures(model, tft_output, config)
+    signatures.update(model.export_signatures(tft_output))
     tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures)
     model.save_weights(os.path.join(fn_args.model_run_dir, "weights", "model"))
     warm_start.save(model, fn_args.serving_model_dir)

@@ -238,6 +238,139 @@ class GateConfig:
             raise ConfigError(f"gate.top_buckets: {self.top_buckets} must not be negative")
 
 
+PRIVILEGED_READS = ("change", "value")  # how a privileged feature is read over its window (DistillationConfig)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivilegedFeature:
+    """A feature from after the prediction time, read over the window (t, t + window_days].
+
+    Attributes:
+      name: its name in the training examples (must not be a serving feature, the label or an entity).
+      ref: the Feast feature reference it is read from, "feature_view:feature".
+      read: "change": the value as of t + window_days minus the value as of t (for cumulative totals,
+        exact whatever the table's row times); "value": the value as of t + window_days (exact only
+        where the feature table has a row at that time).
+    """
+
+    name: str
+    ref: str
+    read: str = "change"
+
+    def __post_init__(self):
+        if not self.name:
+            raise ConfigError("distillation.privileged_features: every entry needs a name")
+        if ":" not in self.ref:
+            raise ConfigError(f"distillation.privileged_features: {self.name!r}: ref {self.ref!r} is not of the "
+                              "form 'feature_view:feature'")
+        if self.read not in PRIVILEGED_READS:
+            raise ConfigError(f"distillation.privileged_features: {self.name!r}: read {self.read!r} is not one of "
+                              f"{', '.join(PRIVILEGED_READS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillationConfig:
+    """Privileged-feature distillation (models/distillation.py): a teacher trained on the serving
+    features plus privileged features from after the prediction time, and the served student.
+
+    The label must not be among what the teacher reads, so the label window (the one the spine's
+    label was computed over) and the privileged window must be declared and must relate in one of
+    two ways: the label window starts at the prediction time and strictly includes the privileged
+    window (the teacher sees the beginning of the outcome, as OCARM's post-conversion content), or
+    it starts when the privileged window ends or later (the teacher sees what happened between).
+    A label window that starts inside the privileged window, or one the privileged window covers,
+    is refused. The ingestion also refuses, on the data, a privileged feature equal to the label.
+
+    Attributes:
+      enabled: build the teacher and student Trainers (off: the usual single Trainer).
+      privileged_features: what the teacher reads besides the serving features; retrieved by a
+        second, forward-looking retrieval into the train and valid splits only, never eval.
+      window_days: the privileged window (t, t + window_days] after each prediction time t.
+      label_window_days: length of the label's window, which the spine's label was computed over.
+      label_window_start_days: the label's window is (t + start, t + start + label_window_days]. 0 (the
+        label window includes the privileged window, which must then be strictly shorter) or at least
+        window_days (the label window starts after it); anything between is refused, and so is a
+        privileged window that covers the whole label window (its features would be the label).
+      alignment_weight: λ, the weight of the cosine alignment of the student's encoded features to
+        the frozen teacher's.
+      code_kl_weight: weight of the per-level KL divergence of the student's code distributions from
+        the teacher's (0: off).
+      kl_temperature: temperature of both distributions in that KL term.
+    """
+
+    enabled: bool = False
+    privileged_features: Tuple[PrivilegedFeature, ...] = ()
+    window_days: int = 30
+    label_window_days: int = 0
+    label_window_start_days: int = 0
+    alignment_weight: float = 1.0
+    code_kl_weight: float = 0.0
+    kl_temperature: float = 1.0
+
+    def __post_init__(self):
+        features = []
+        for entry in self.privileged_features:
+            if not isinstance(entry, (PrivilegedFeature, Mapping)):
+                raise ConfigError(f"distillation.privileged_features: {entry!r} is not a mapping of name, ref "
+                                  "and read")
+            features.append(entry if isinstance(entry, PrivilegedFeature)
+                            else _build(PrivilegedFeature, entry, "distillation.privileged_features"))
+        features = tuple(features)
+        object.__setattr__(self, "privileged_features", features)
+        names = [f.name for f in features]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ConfigError(f"distillation.privileged_features: {repeated} named more than once")
+        if self.window_days < 1:
+            raise ConfigError(f"distillation.window_days: {self.window_days} must be at least 1 (days after "
+                              "the prediction time)")
+        for field in ("alignment_weight", "code_kl_weight"):
+            if getattr(self, field) < 0:
+                raise ConfigError(f"distillation.{field}: {getattr(self, field)} must not be negative")
+        if self.kl_temperature <= 0:
+            raise ConfigError(f"distillation.kl_temperature: {self.kl_temperature} must be positive")
+        if not self.enabled:
+            return
+        if not features:
+            raise ConfigError("distillation.privileged_features: distillation is enabled but declares no "
+                              "privileged feature")
+        if self.label_window_days < 1:
+            raise ConfigError("distillation.label_window_days: declare the length in days of the window the "
+                              "label is computed over (it decides whether a privileged feature is the label)")
+        start, end = self.label_window_start_days, self.label_window_start_days + self.label_window_days
+        if start < 0:
+            raise ConfigError(f"distillation.label_window_start_days: {start} must not be negative")
+        if 0 < start < self.window_days:
+            raise ConfigError(f"distillation.label_window_start_days: the label window starts {start} days after "
+                              f"the prediction time, inside the privileged window of {self.window_days} days; it "
+                              "must include that window (start 0) or start after it "
+                              f"(start >= distillation.window_days)")
+        if start == 0 and end <= self.window_days:
+            raise ConfigError(f"distillation.window_days: the privileged window ({self.window_days} days) covers "
+                              f"the whole label window ({self.label_window_days} days): a privileged feature over "
+                              "it would be the label itself; make it shorter than the label window")
+
+    def check_against(self, data: "DataConfig", model: "ModelConfig") -> None:
+        """Refuses privileged features that clash with the data's names, and a model the teacher cannot share."""
+        if not self.enabled:
+            return
+        taken = {ref.split(":", 1)[1] for ref in data.feature_refs}
+        for feature in self.privileged_features:
+            if data.label in (feature.name, feature.ref.split(":", 1)[1]):
+                raise ConfigError(f"distillation.privileged_features: {feature.name!r} (ref {feature.ref!r}) is "
+                                  f"the label {data.label!r} (data.label); a privileged feature must not be the label")
+            if feature.name in taken or feature.name in data.entity_columns or feature.name == data.timestamp_column:
+                raise ConfigError(f"distillation.privileged_features: {feature.name!r} is already a serving "
+                                  "feature, an entity or the prediction time; give it a name of its own")
+        if model.kind != "rqreg":
+            raise ConfigError(f"model.kind: {model.kind!r}: distillation trains an RQ-Reg teacher and student "
+                              "(the same decoder); set model.kind: rqreg or distillation.enabled: false")
+
+    @property
+    def privileged_names(self) -> Tuple[str, ...]:
+        return tuple(f.name for f in self.privileged_features)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
     """Where the Trainer runs and on what hardware (README, "Train on GPU").
@@ -344,12 +477,16 @@ class RunConfig:
     gate: GateConfig = GateConfig()
     trainer: TrainerConfig = TrainerConfig()
     scoring: ScoringConfig = ScoringConfig()
+    distillation: DistillationConfig = DistillationConfig()
     pipeline_name: str = "rqvalue"
     output_dir: str = "runs"
     beam_args: Tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     enable_cache: bool = True
     pipeline_root_uri: str = ""  # e.g. gs://bucket/rqvalue for Dataflow; empty: <output_dir>/pipeline_root
     serving_uri: str = ""  # where the Pusher writes model versions; empty: <output_dir>/serving
+
+    def __post_init__(self):
+        self.distillation.check_against(self.data, self.model)
 
     @property
     def pipeline_root(self) -> str:
@@ -395,6 +532,7 @@ def from_dict(values: Mapping[str, Any], base_dir: str = ".") -> RunConfig:
         "gate": _build(GateConfig, values.pop("gate", {}) or {}, "gate"),
         "trainer": _build(TrainerConfig, values.pop("trainer", {}) or {}, "trainer"),
         "scoring": _build(ScoringConfig, values.pop("scoring", {}) or {}, "scoring"),
+        "distillation": _build(DistillationConfig, values.pop("distillation", {}) or {}, "distillation"),
     }
     top = _build(RunConfig, {**values, **sections}, "config")
     return top

@@ -3,6 +3,13 @@
 FeatureStoreExampleGen -> StatisticsGen -> ImportSchemaGen|(SchemaGen -> LabelRules) -> ExampleValidator ->
 ValidationGate -> Transform -> Trainer -> (latest blessed other model) -> Evaluator -> Pusher.
 
+With distillation (config `distillation.enabled`), ingestion also reads the privileged features
+of the train and valid rows from after their prediction time, PrivilegedSchema marks them
+training-only (not in SERVING) before ExampleValidator, Transform scales them, and two Trainers
+run: the teacher (serving + privileged features) and the student (serving features, aligned to
+the frozen teacher; `models/distillation.py`). The student is the Trainer the Evaluator and
+Pusher see; neither Trainer warm-starts.
+
 An inferred schema gets the label's rules (present, float, not negative, no NaN) from LabelRules
 before anything reads it; FeatureStoreExampleGen checks the labels of the spine in any case.
 
@@ -21,20 +28,27 @@ TFX's own latest-artifact and latest-blessed-model resolvers, so the baseline is
 blessed model and spans are not supported there.
 """
 
+import json
+
 from tfx import v1 as tfx
 
 from components import span_resolvers
 from components.baseline_resolver import baseline_resolver
 from components.feature_store_example_gen import FeatureStoreExampleGen, IngestionSpec
 from components.label_rules import LabelRules
+from components.privileged_retrieval import PrivilegedSpec
+from components.privileged_schema import PrivilegedSchema
 from components.validation_gate import ValidationGate
-from models import preprocessing, trainer
+from models import distillation, preprocessing, trainer
 from pipeline import trainer_hardware
 from pipeline.config import ConfigError, RunConfig
 from pipeline.evaluation import eval_config
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
+TEACHER_RUN_FN = "models.distillation.teacher_run_fn"
+STUDENT_RUN_FN = "models.distillation.student_run_fn"
+TEACHER_ID = "TeacherTrainer"
 TARGETS = ("local", "vertex")
 
 
@@ -55,8 +69,10 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
         raise ConfigError(f"data.span_days: {data.span_days}: retraining on spans needs this project's rolling-window "
                           "resolvers, which TFX's Kubeflow V2 compiler does not accept; set data.span_days: 0 "
                           "for Vertex (each run then trains on the whole spine)")
+    privileged = PrivilegedSpec.from_config(config.distillation) if config.distillation.enabled else None
     example_gen = FeatureStoreExampleGen(
-        spec_json=IngestionSpec.from_data_config(data).to_json(), fingerprint=fingerprint, span=span)
+        spec_json=IngestionSpec.from_data_config(data).to_json(), fingerprint=fingerprint, span=span,
+        privileged_json=privileged.to_json() if privileged else "")
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if data.schema:
         schema_nodes = [tfx.components.ImportSchemaGen(schema_file=data.schema)]
@@ -65,6 +81,11 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
                                               infer_feature_shape=False)
         schema_nodes = [schema_gen, LabelRules(inferred_schema=schema_gen.outputs["schema"], label=data.label)]
     schema = schema_nodes[-1].outputs["schema"]
+    if privileged:
+        schema_nodes.append(PrivilegedSchema(
+            schema=schema, statistics=statistics_gen.outputs["statistics"], label=data.label,
+            names_json=json.dumps(list(privileged.names)), training_splits_json=json.dumps(list(privileged.splits))))
+        schema = schema_nodes[-1].outputs["privileged_schema"]
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema)
     validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
@@ -76,7 +97,7 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
         cache = span_resolvers.analyzer_cache_resolver(span)
         span_nodes += [window, cache]
         examples, analyzer_cache = window.outputs["examples"], cache.outputs["candidates"]
-        if model.warm_start:
+        if model.warm_start and not privileged:
             warm_start = span_resolvers.warm_start_resolver(span)
             span_nodes.append(warm_start)
             base_model = warm_start.outputs["candidates"]
@@ -85,21 +106,13 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
         examples=examples,
         schema=schema,
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=preprocessing.transform_config(data, model),
+        custom_config=_transform_config(config, privileged),
         analyzer_cache=analyzer_cache,
         disable_statistics=True)
     transform.add_upstream_node(validation_gate)
 
-    trainer_component = trainer_hardware.trainer_component(
-        config,
-        run_fn=RUN_FN,
-        base_model=base_model,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema,
-        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=model.train_steps),
-        eval_args=tfx.proto.EvalArgs(splits=["valid"], num_steps=model.eval_steps or None),
-        custom_config=trainer.trainer_config(data, model))
+    trainer_nodes = _trainers(config, privileged, transform, schema, base_model)
+    trainer_component = trainer_nodes[-1]
 
     if target == "vertex":
         model_resolver = tfx.dsl.Resolver(
@@ -124,7 +137,7 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
 
     components = [example_gen, statistics_gen, *schema_nodes, example_validator, validation_gate, *span_nodes,
-                  transform, trainer_component, model_resolver, evaluator, pusher]
+                  transform, *trainer_nodes, model_resolver, evaluator, pusher]
     if target == "vertex":
         trainer_hardware.apply_vertex_resources(components, config.trainer)
     return tfx.dsl.Pipeline(
@@ -136,3 +149,41 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
                                     tfx.orchestration.metadata.sqlite_metadata_connection_config(
                                         config.metadata_path)),
         beam_pipeline_args=list(config.beam_args))
+
+
+def _transform_config(config: RunConfig, privileged) -> dict:
+    """Transform's custom_config; the privileged features, if any, are scaled like the numeric ones."""
+    transform_config = preprocessing.transform_config(config.data, config.model)
+    if privileged:
+        transform_config["numeric_features"] += list(privileged.names)
+    return transform_config
+
+
+def _trainers(config: RunConfig, privileged, transform, schema, base_model) -> list:
+    """[Trainer], or with distillation [teacher Trainer, student Trainer]; the last one is the served model.
+
+    The student reads the teacher's model as its `base_model` (models/distillation.py), so the
+    teacher is trained, cached and recorded like any other component.
+    """
+    data, model = config.data, config.model
+    common = dict(
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=model.train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=["valid"], num_steps=model.eval_steps or None))
+    trainer_config = trainer.trainer_config(data, model)
+    if not privileged:
+        return [trainer_hardware.trainer_component(config, run_fn=RUN_FN, base_model=base_model,
+                                                   custom_config=trainer_config, **common)]
+    settings = config.distillation
+    teacher = trainer_hardware.trainer_component(
+        config, run_fn=TEACHER_RUN_FN, custom_config=distillation.teacher_config(trainer_config, privileged.names),
+        **common).with_id(TEACHER_ID)
+    student = trainer_hardware.trainer_component(
+        config, run_fn=STUDENT_RUN_FN, base_model=teacher.outputs["model"],
+        custom_config=distillation.student_config(
+            trainer_config, alignment_weight=settings.alignment_weight, code_kl_weight=settings.code_kl_weight,
+            kl_temperature=settings.kl_temperature),
+        **common)
+    return [teacher, student]

@@ -34,6 +34,9 @@ def run_config(args: argparse.Namespace) -> config_lib.RunConfig:
                                    pipeline_name=f"rqvalue-{args.dataset.replace('_', '-')}")
     if args.model:
         cfg = config_lib.replace(cfg, model={"kind": args.model})
+    if getattr(args, "distill", False):
+        section = {"enabled": True} if args.config else datasets.distillation(args.dataset)
+        cfg = config_lib.replace(cfg, distillation=section)
     if args.train_steps:
         cfg = config_lib.replace(cfg, model={"train_steps": args.train_steps})
     if args.no_cache:

@@ -22,6 +22,10 @@ def add_parsers(commands) -> None:
                      help="folder for ML Metadata, the pipeline root and the serving models (default: runs)")
     _add_model_options(run, "override model.kind (default: rqreg)")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
+    run.add_argument("--distill", action="store_true",
+                     help="privileged-feature distillation: train a teacher on features from after the prediction "
+                          "time and serve a student aligned to it (an embedded data set's declared features, or "
+                          "the config's distillation section)")
     run.add_argument("--span", type=int, help="with data.span_days > 0: ingest this span (YYYYMMDD of its "
                                               "first day) instead of the latest one in the spine")
     run.add_argument("--then-predict", action="store_true",

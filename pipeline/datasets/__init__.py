@@ -2,7 +2,7 @@
 
 import dataclasses
 import os
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 os.environ.setdefault("FEAST_USAGE", "False")  # before anything imports feast (see feature_repo.py)
 
@@ -117,3 +117,24 @@ def prepare(name: str, out_dir: str, rows: Optional[int] = None, seed: int = 0) 
         label=features.LABEL_KEY,
         schema=schema_path(name),
     )
+
+
+def distillation(name: str) -> Dict[str, Any]:
+    """The `distillation` config section that turns privileged-feature distillation on for data set `name`.
+
+    Raises:
+      ValueError: `name` declares no privileged features (only cdnow_snapshots does: what each
+        customer did in the window after the cut-off, which its feature table holds).
+    """
+    _check_name(name)
+    if name != "cdnow_snapshots":
+        raise ValueError(f"data set {name!r} declares no privileged features (cdnow_snapshots does); give a "
+                         "config file with a distillation section (pipeline/configs/own_data.yaml) instead")
+    view = definitions.CDNOW_SNAPSHOTS_VIEW
+    return {
+        "enabled": True,
+        "privileged_features": [{"name": name, "ref": f"{view}:{feature}", "read": "change"}
+                                for name, feature in cdnow_snapshots.PRIVILEGED_FEATURES],
+        "window_days": cdnow_snapshots.PRIVILEGED_WINDOW_DAYS,
+        "label_window_days": cdnow_snapshots.HORIZON_DAYS,
+    }

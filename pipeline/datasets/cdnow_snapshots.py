@@ -39,6 +39,14 @@ CUTOFF_DAYS = ("1997-03-31", "1997-04-30", "1997-05-31", "1997-06-30")
 HORIZON_DAYS = 365
 LOG_END = "1998-06-30"  # last day of CDNOW_master.txt
 
+# Privileged-feature distillation (`rqvalue run --dataset cdnow_snapshots --distill`): what the teacher reads besides
+# the serving features, what each customer did in the PRIVILEGED_WINDOW_DAYS after the cut-off, as the change of a
+# cumulative total of the feature table over that window: (name in the examples, feature of customer_snapshots).
+# The label's window, (cut-off, cut-off + HORIZON_DAYS], strictly includes it.
+PRIVILEGED_WINDOW_DAYS = 30
+PRIVILEGED_FEATURES = (("spend_next_30d", "total_spend"), ("cds_next_30d", "total_cds"),
+                       ("purchases_next_30d", "num_purchases"))
+
 _EPOCH = pd.Timestamp("1970-01-01")
 _KEY_STRIDE = 1 << 20  # larger than any day number, so customer * stride + day orders by customer, then day
 

@@ -12,8 +12,8 @@ MATRIX_RUNS = 10  # runs shown side by side in the text view of `runs`
 
 # Components in pipeline order (pipeline/pipeline.py); others follow in order of first execution.
 _COMPONENT_ORDER = ("FeatureStoreExampleGen", "StatisticsGen", "ImportSchemaGen", "SchemaGen", "LabelRules",
-                    "ExampleValidator", "ValidationGate", "rolling_window_resolver", "analyzer_cache_resolver",
-                    "warm_start_resolver", "Transform", "Trainer",
+                    "PrivilegedSchema", "ExampleValidator", "ValidationGate", "rolling_window_resolver",
+                    "analyzer_cache_resolver", "warm_start_resolver", "Transform", "TeacherTrainer", "Trainer",
                     "latest_blessed_model_resolver", "Evaluator", "Pusher")
 
 
