@@ -217,3 +217,15 @@ def test_rqreg_is_compared_with_every_peer_by_a_paired_bootstrap(tiny_bench):
     assert 0 < rqreg["crps_tree"] and math.isfinite(rqreg["crps"]) and len(rqreg["coverage_80_by_decile"]) == 10
     assert "RQ-Reg vs each peer, paired bootstrap" in markdown and "## Targets (paired bootstrap)" in markdown
     assert "_eval" not in json.dumps(results)
+
+
+def test_serving_memory_can_be_limited_to_some_rows_or_skipped():
+    import dataclasses
+
+    budget = bench_rows.DEFAULT_BUDGET
+    assert budget.measures_memory("rqreg") and budget.measures_memory("gbdt")
+    some = dataclasses.replace(budget, serving_memory_rows=("gbdt",))
+    assert some.measures_memory("gbdt") and not some.measures_memory("rqreg")
+    assert not dataclasses.replace(some, serving_memory=False).measures_memory("gbdt")
+    args = _args(["--serving-memory-rows", "gbdt", "mse", "--no-serving-memory"])
+    assert args.serving_memory_rows == ["gbdt", "mse"] and args.no_serving_memory
