@@ -119,8 +119,9 @@ def serving_memory(model, signatures: Mapping[str, Any], prepared: Prepared, row
     memory this process already holds hides the call's own).
 
     Returns:
-      serve_mb_per_1000 (extra MB of that call, per 1,000 rows), serve_memory_rows, and
-      serve_memory_s (the seconds the export and the fresh process took).
+      serve_mb_per_1000 (extra MB of that call, per 1,000 rows; NaN with `serve_memory_error` if the
+      fresh process failed), serve_memory_rows, and serve_memory_s (the seconds the export and the
+      fresh process took).
     """
     import tensorflow as tf
 
@@ -134,7 +135,11 @@ def serving_memory(model, signatures: Mapping[str, Any], prepared: Prepared, row
                 writer.write(record)
         model_dir = os.path.join(folder, "model")
         tf.saved_model.save(model, model_dir, signatures=dict(signatures))
-        [measured] = serving_cost.measure(model_dir, examples, [rows])
+        try:
+            [measured] = serving_cost.measure(model_dir, examples, [rows])
+        except RuntimeError as e:  # e.g. the fresh process ran out of memory: the row's accuracy still counts
+            return {"serve_mb_per_1000": math.nan, "serve_memory_rows": rows,
+                    "serve_memory_error": str(e).splitlines()[0], "serve_memory_s": time.perf_counter() - started}
     return {"serve_mb_per_1000": float(measured["extra_mb"]) * 1000.0 / rows, "serve_memory_rows": rows,
             "serve_memory_s": time.perf_counter() - started}
 
