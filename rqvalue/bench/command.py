@@ -225,6 +225,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--tiny", action="store_true", help="smallest sizes and budgets (for tests)")
     parser.add_argument("--no-decodings", action="store_true",
                         help="skip scoring every decoding rule on the RQ-Reg and GR runs (saves time)")
+    parser.add_argument("--no-serving-memory", action="store_true",
+                        help="skip measuring each row's serving memory in a fresh process (saves ~10-30 s a row)")
+    parser.add_argument("--serving-memory-rows", nargs="+", default=None, metavar="ID",
+                        help="measure the serving memory of these row ids only (default: every row)")
     parser.add_argument("--out", default="benchmarks", help="folder for RESULTS.md and results.json")
     parser.add_argument("--work-dir", default=None,
                         help="folder for prepared data and transform outputs (default: a temporary folder)")
@@ -243,6 +247,10 @@ def main(args) -> int:
     budget = budget_for(args.scale, args.tiny)
     if args.no_decodings:
         budget = dataclasses.replace(budget, decodings=False)
+    if args.no_serving_memory:
+        budget = dataclasses.replace(budget, serving_memory=False)
+    if args.serving_memory_rows:
+        budget = dataclasses.replace(budget, serving_memory_rows=tuple(args.serving_memory_rows))
     try:
         variants = [parse_variant(text) for text in args.variant]
     except ValueError as e:  # ConfigError too
@@ -256,6 +264,8 @@ def main(args) -> int:
          f"--scale {args.scale:g}" if args.scale != 1.0 else "",
          "--tiny" if args.tiny else "",
          "--no-decodings" if args.no_decodings else "",
+         "--no-serving-memory" if args.no_serving_memory else "",
+         f"--serving-memory-rows {' '.join(args.serving_memory_rows)}" if args.serving_memory_rows else "",
          f"--out {args.out}"]).strip()
     command = " ".join(command.split())
     work_dir = args.work_dir

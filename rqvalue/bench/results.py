@@ -23,6 +23,7 @@ METRICS = {
     "ood_max_prediction": ("OOD max pred.", None),
     "train_s": ("train s", None),
     "serve_ms_per_1000": ("serve ms/1k", None),
+    "serve_mb_per_1000": ("serve MB/1k", None),
 }
 
 
@@ -165,7 +166,12 @@ def render(result: Mapping[str, Any]) -> str:
         "of the `serving_default` signature on "
         f"{b['serving_batch']:,} serialized raw eval examples ({b['serving_calls']} timed calls after one "
         f"warm-up call), measured on the first {b['serving_seeds']} seed(s) only (it does not depend on the "
-        "seed, and RQ-Reg's tree enumeration makes it slow to time).",
+        "seed, and RQ-Reg's tree enumeration makes it slow to time); *serve MB/1k* = peak resident memory of "
+        "one `serving_default` call on the same raw eval examples minus the resident memory before it, per "
+        "1,000 examples, with the model exported as the Trainer exports it and loaded in a fresh process "
+        "(`models/serving_cost.py`), measured on the same seed(s)"
+        + ("" if b.get("serving_memory", True) else " (not measured in this run: --no-serving-memory)")
+        + (f" (rows {', '.join(b['serving_memory_rows'])} only)" if b.get("serving_memory_rows") else "") + ".",
         "",
     ]
     if result.get("partial"):
@@ -189,9 +195,10 @@ def render(result: Mapping[str, Any]) -> str:
             agg = row["aggregate"]
             steps = _cell(agg, "best_step")
             lines.append(f"| {row['label']} | " + " | ".join(_cell(agg, k) for k in METRICS) + f" | {steps} |")
-        lines += ["", "*steps*: step of the restored (best-validation) weights (mean ± std); for the LightGBM "
-                      "rows, the number of trees kept by early stopping (two-stage: both stages), and their "
-                      "*serve ms/1k* is LightGBM's predict on transformed rows, not a TensorFlow signature."]
+        lines += ["", "*steps*: step of the restored (best-validation) weights (mean ± std); for gbdt and the "
+                      "LightGBM rows, the number of trees kept by early stopping (two-stage: both stages). The "
+                      "LightGBM rows' *serve ms/1k* is LightGBM's predict on transformed rows, not a TensorFlow "
+                      "signature, so they have no *serve MB/1k*."]
         lines += compare.render(dataset, ds)
         lines += _searched(ds)
         for kind, default in ((BASE_KIND, _default_decoding()), ("gr", str(_default_field("gr_first_tokens")))):
@@ -276,7 +283,8 @@ def _searched(ds: Mapping[str, Any]) -> List[str]:
             parts.append(f"{stage}: grid {first['grid']} chosen by {first['criterion']}; per seed: "
                          + "; ".join(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                for k, v in c.items()) for c in chosen))
-        lines += ["", f"*{row['label']}* searched (learning rate 0.05, early stopping 50 rounds): " + " | ".join(parts)]
+        how = searched[0].get("how", "learning rate 0.05, early stopping 50 rounds")
+        lines += ["", f"*{row['label']}* searched ({how}): " + " | ".join(parts)]
     return lines
 
 

@@ -64,6 +64,12 @@ class Budget:
     serving_calls: int  # timed serving calls after one warm-up call
     serving_seeds: int  # serving is timed on the first `serving_seeds` seeds of each row (it does not depend on the seed)
     decodings: bool = True  # score every decoding rule on the default RQ-Reg (and GR) runs
+    serving_memory: bool = True  # measure serving_default's peak memory (fresh process) where serving is timed
+    serving_memory_rows: Optional[Tuple[str, ...]] = None  # only these row ids (None: every row)
+
+    def measures_memory(self, row_id: str) -> bool:
+        """Whether the serving memory of `row_id` is measured (where its serving is timed)."""
+        return self.serving_memory and (self.serving_memory_rows is None or row_id in self.serving_memory_rows)
 
 
 # Defaults measured on the 2-core CPU development machine (shared with other work): the whole default

@@ -1,9 +1,11 @@
 """Bench scoring: a trained model's serving outputs on the eval split, the table's metrics, the serving
-time of its `serving_default` signature, and the reference scores of constant predictions."""
+time and memory of its `serving_default` signature, and the reference scores of constant predictions."""
 
 import math
+import os
+import tempfile
 import time
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -84,14 +86,18 @@ def out_of_range(columns: Mapping[str, np.ndarray], numeric_keys: Sequence[str],
     return rows
 
 
-def serving_time(model, prepared: Prepared, config: Mapping[str, Any], budget: Budget
-                 ) -> Tuple[float, Dict[str, np.ndarray]]:
-    """(median ms per 1,000 examples of the serving signature, its outputs on the timed batch)."""
+def serving_time(model, prepared: Prepared, config: Mapping[str, Any], budget: Budget,
+                 signatures: Optional[Mapping[str, Any]] = None) -> Tuple[float, Dict[str, np.ndarray]]:
+    """(median ms per 1,000 examples of the serving signature, its outputs on the timed batch).
+
+    `signatures`: the model's `models.serving.signatures` if already built (else they are built here)."""
     import tensorflow as tf
 
     from models import serving
 
-    serve = serving.signatures(model, prepared.tft_output, config)["serving_default"]
+    if signatures is None:
+        signatures = serving.signatures(model, prepared.tft_output, config)
+    serve = signatures["serving_default"]
     pool = prepared.serialized["eval"]
     n = min(budget.serving_batch, len(pool))
     batch = tf.constant(pool[:n])
@@ -104,6 +110,38 @@ def serving_time(model, prepared: Prepared, config: Mapping[str, Any], budget: B
         times.append(time.perf_counter() - started)
     ms_per_1000 = 1000.0 * float(np.median(times)) * 1000.0 / n
     return ms_per_1000, first
+
+
+def serving_memory(model, signatures: Mapping[str, Any], prepared: Prepared, rows: int) -> Dict[str, float]:
+    """Peak extra memory of one `serving_default` call on `rows` raw eval examples, measured as for a
+    pushed model: the model is exported as the Trainer exports it (`tf.saved_model.save` with its
+    serving signatures) and `models.serving_cost.measure` scores the rows in a fresh process (so no
+    memory this process already holds hides the call's own).
+
+    Returns:
+      serve_mb_per_1000 (extra MB of that call, per 1,000 rows; NaN with `serve_memory_error` if the
+      fresh process failed), serve_memory_rows, and serve_memory_s (the seconds the export and the
+      fresh process took).
+    """
+    import tensorflow as tf
+
+    from models import serving_cost
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rqvalue_bench_serving_") as folder:
+        examples = os.path.join(folder, "eval.tfrecord")
+        with tf.io.TFRecordWriter(examples) as writer:
+            for record in prepared.serialized["eval"][:rows]:
+                writer.write(record)
+        model_dir = os.path.join(folder, "model")
+        tf.saved_model.save(model, model_dir, signatures=dict(signatures))
+        try:
+            [measured] = serving_cost.measure(model_dir, examples, [rows])
+        except RuntimeError as e:  # e.g. the fresh process ran out of memory: the row's accuracy still counts
+            return {"serve_mb_per_1000": math.nan, "serve_memory_rows": rows,
+                    "serve_memory_error": str(e).splitlines()[0], "serve_memory_s": time.perf_counter() - started}
+    return {"serve_mb_per_1000": float(measured["extra_mb"]) * 1000.0 / rows, "serve_memory_rows": rows,
+            "serve_memory_s": time.perf_counter() - started}
 
 
 def top_bucket_coverage(labels: np.ndarray, outputs: Mapping[str, np.ndarray], eval_x: Mapping[str, np.ndarray],

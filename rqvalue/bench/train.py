@@ -3,10 +3,14 @@
 `keras.utils.set_random_seed(seed)`; the TrainContext by `models.trainer.train_context`; the model by
 `models.trainer.build_model` with `models.trainer.trainer_config(data, model)`; `fit` on (features,
 `model.training_targets`) batches with the kind's `training_callbacks`, early stopping on the
-validation loss (best weights restored, a patience, a step budget); then, as the Trainer does, the
-interval offsets by `models.calibration.calibrate_model` on the validation slice. Evaluation on the
-eval split with `model.predict_outputs` and `models.metrics`; serving time through
-`models.serving.signatures(...)["serving_default"]` on serialized raw examples.
+validation loss (best weights restored, a patience, a step budget). A kind that trains itself (trees,
+`models.registry.trains_itself`) gets, as in the Trainer's `_fit_on_rows`, every train and validation
+row through `fit_on_rows` (its own grid search, each setting early-stopped on the validation rows);
+the bench's step budget does not apply to it. Then, as the Trainer does, the interval offsets by
+`models.calibration.calibrate_model` on the validation slice. Evaluation on the eval split with
+`model.predict_outputs` and `models.metrics`; serving time through
+`models.serving.signatures(...)["serving_default"]` on serialized raw examples, and its peak memory
+in a fresh process (`scoring.serving_memory`, `models.serving_cost`).
 """
 
 import dataclasses
@@ -112,6 +116,28 @@ def warm_up(prepared: Prepared, budget: Budget) -> float:
     return time.time() - started
 
 
+def fit_on_rows(model, split: Mapping[str, Mapping[str, np.ndarray]], prepared: Prepared) -> Dict[str, Any]:
+    """Trains a kind that trains itself on every train row, tuned and early-stopped on every validation
+    row (labels in label units, as the Trainer's `_fit_on_rows` reads them); the run's fit fields."""
+    started = time.perf_counter()
+    summary = model.fit_on_rows((_features_only(split["train"]), prepared.labels["train"]),
+                                (_features_only(split["validation"]), prepared.labels["validation"]), log=None)
+    train_s = time.perf_counter() - started
+    settings = [key for key in summary["search"][0] if key not in ("valid_loss", "trees", "seconds")]
+    grid = {key: sorted({setting[key] for setting in summary["search"]}) for key in settings}
+    chosen = {**{key: summary[key] for key in settings}, "trees": summary["trees"]}
+    return {
+        "train_s": train_s,
+        "trees": summary["trees"],
+        "steps_trained": summary["trees"],
+        "best_step": summary["trees"],
+        "best_val_loss": summary["valid_loss"],
+        "searched": {"grid": grid, "chosen": chosen, "tried": summary["search"],
+                     "criterion": f"validation {summary['loss']} loss",
+                     "how": f"YDF, up to {model.max_trees} trees, each setting stopped when the validation loss rises"},
+    }
+
+
 def tree_crps(model, columns: Mapping[str, np.ndarray], labels: np.ndarray, batch: int = 512) -> np.ndarray:
     """Per-row exact CRPS [n] of RQ-Reg's code tree: every code path's decoded value (label units) with its
     probability (`leaf_probabilities`), by `models.scoring_rules.crps_discrete`."""
@@ -135,7 +161,7 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     import tensorflow as tf
     import tf_keras as keras
 
-    from models import calibration, trainer
+    from models import trainer
     from schemas import features
 
     config, notes = model_settings(prepared, row, seed, budget)
@@ -147,7 +173,22 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     sample = tf.data.Dataset.from_tensor_slices((train_x, train_y)).batch(1024)
     context = trainer.train_context(config, prepared.tft_output, sample)
     model = trainer.build_model(config, context)
+    if model.trains_itself:
+        fitted = fit_on_rows(model, split, prepared)
+    else:
+        fitted = _fit_keras(model, config, budget, seed, (train_x, train_y), (val_x, val_y))
+    result = _evaluate(model, prepared, row, config, budget, split, (val_x, val_y), context, time_serving)
+    result.update(fitted, notes=notes)
+    keras.backend.clear_session()
+    return result
 
+
+def _fit_keras(model, config: Mapping[str, Any], budget: Budget, seed: int, training, validating
+               ) -> Dict[str, Any]:
+    """Keras fit with the bench's step budget and early stopping; the run's fit fields."""
+    import tensorflow as tf
+
+    (train_x, train_y), (val_x, val_y) = training, validating
     batch_size = config["batch_size"]
     train = (tf.data.Dataset.from_tensor_slices((train_x, train_y))
              .shuffle(len(train_y), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size, drop_remainder=True)
@@ -160,7 +201,19 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     started = time.perf_counter()
     model.fit(train, steps_per_epoch=budget.eval_every, epochs=epochs, validation_data=validation,
               callbacks=[stopper, *model.training_callbacks(config["train_steps"])], verbose=0)
-    train_s = time.perf_counter() - started
+    return {"train_s": time.perf_counter() - started, "steps_trained": stopper.epochs * budget.eval_every,
+            "best_step": (stopper.best_epoch + 1) * budget.eval_every, "best_val_loss": stopper.best}
+
+
+def _evaluate(model, prepared: Prepared, row: Row, config: Mapping[str, Any], budget: Budget,
+              split: Mapping[str, Mapping[str, np.ndarray]], validating, context, time_serving: bool
+              ) -> Dict[str, Any]:
+    """A trained model calibrated on the validation slice, scored on eval, its serving timed and measured."""
+    import tensorflow as tf
+
+    from models import calibration, serving
+
+    val_x, val_y = validating
     eval_x = _features_only(split["eval"])
     # One traced prediction function for calibration and every eval prediction below.
     predict_fn = scoring.predict_function(model, eval_x)
@@ -195,7 +248,10 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     result["ood_max_prediction"] = float(np.max(ood["prediction"]))
     result["prediction_cap"] = float(context.prediction_cap)
     if time_serving:
-        ms, served = scoring.serving_time(model, prepared, config, budget)
+        signatures = serving.signatures(model, prepared.tft_output, config)
+        ms, served = scoring.serving_time(model, prepared, config, budget, signatures)
+        if budget.measures_memory(row.id):
+            result.update(scoring.serving_memory(model, signatures, prepared, budget.serving_batch))
         n = min(len(served["prediction"]), len(prediction))
         result["serve_ms_per_1000"] = ms
         # The serving signature (raw examples -> transform layer -> model) must agree with predict_outputs.
@@ -207,13 +263,5 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
         result["decodings"] = decoding.evaluate(
             model, attribute, values, prepared, config, budget, eval_x, labels,
             tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(1024), time_serving, own=result)
-    result.update(
-        train_s=train_s,
-        predict_s=predict_s,
-        steps_trained=stopper.epochs * budget.eval_every,
-        best_step=(stopper.best_epoch + 1) * budget.eval_every,
-        best_val_loss=stopper.best,
-        notes=notes,
-    )
-    keras.backend.clear_session()
+    result["predict_s"] = predict_s
     return result

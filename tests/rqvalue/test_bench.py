@@ -12,8 +12,9 @@ from rqvalue.bench import rows as bench_rows
 
 pytestmark = pytest.mark.e2e
 
-MODELS = ["rqreg", "ziln", "gr"]
+MODELS = ["rqreg", "ziln", "gr", "gbdt"]
 SMALL_CODES = "small_codes"
+MEMORY_ROWS = ["rqreg", "gbdt"]  # each costs a model export and a fresh process (~10-15 s)
 
 
 def _args(argv):
@@ -26,7 +27,7 @@ def _args(argv):
 def tiny_bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     args = _args(["--tiny", "--datasets", "synthetic_ltv", "--models", *MODELS, "--seeds", "1",
-                  "--variant", f"{SMALL_CODES}: codebook_sizes=[8,4]",
+                  "--variant", f"{SMALL_CODES}: codebook_sizes=[8,4]", "--serving-memory-rows", *MEMORY_ROWS,
                   "--out", str(root / "out"), "--work-dir", str(root / "work")])
     assert args.func(args) == 0
     results = json.loads((root / "out" / "results.json").read_text())
@@ -43,10 +44,12 @@ def test_json_has_every_row_with_finite_metrics(tiny_bench):
     results, _ = tiny_bench
     dataset = results["results"]["synthetic_ltv"]
     assert set(dataset["rows"]) == set(MODELS) | {SMALL_CODES}
-    for row in dataset["rows"].values():
+    for row_id, row in dataset["rows"].items():
         assert len(row["runs"]) == 1
         run = row["runs"][0]
         for key in bench_report.METRICS:
+            if key == "serve_mb_per_1000" and row_id not in MEMORY_ROWS:
+                continue
             assert math.isfinite(run[key]), (row["label"], key, run[key])
             assert math.isfinite(row["aggregate"][key]["mean"])
         assert run["serving_vs_predict_max_abs_diff"] < 1e-3 * max(1.0, run["prediction_cap"])
@@ -54,7 +57,42 @@ def test_json_has_every_row_with_finite_metrics(tiny_bench):
         assert run["ood_max_prediction"] <= run["prediction_cap"] + 1e-3
     assert dataset["counts"]["train"] > 0 and dataset["counts"]["validation"] > 0 and dataset["counts"]["eval"] > 0
     assert dataset["targets"]["metrics"] == ["normalized_gini", "spearman", "mae"]
-    assert {c["baseline"] for c in dataset["targets"]["comparisons"]} == {"ziln", "gr"}
+    assert {c["baseline"] for c in dataset["targets"]["comparisons"]} == {"ziln", "gr", "gbdt"}
+
+
+def test_gbdt_is_a_row_grown_on_the_same_rows_and_tuned_on_the_validation_slice(tiny_bench):
+    from pipeline import config as config_lib
+
+    results, markdown = tiny_bench
+    dataset = results["results"]["synthetic_ltv"]
+    [run] = dataset["rows"]["gbdt"]["runs"]
+    defaults = config_lib.ModelConfig()
+    grid = run["searched"]["grid"]
+    assert grid == {"max_depth": sorted(defaults.gbdt_max_depths), "shrinkage": sorted(defaults.gbdt_shrinkages),
+                    "min_examples": sorted(defaults.gbdt_min_examples)}
+    tried = run["searched"]["tried"]
+    assert len(tried) == len(grid["max_depth"]) * len(grid["shrinkage"]) * len(grid["min_examples"])
+    best = min(tried, key=lambda t: t["valid_loss"])  # chosen on the validation rows only
+    assert run["searched"]["chosen"]["trees"] == best["trees"] == run["best_step"] >= 1
+    assert run["best_val_loss"] == pytest.approx(best["valid_loss"])
+    assert 0 < run["train_s"] and run["distinct_predictions"] > 1 and run["normalized_gini"] > 0.2
+    assert run["eval_count"] == dataset["counts"]["eval"]  # every eval row, as for every other row
+    assert "*gbdt* searched (YDF, up to" in markdown
+
+
+def test_serving_memory_is_measured_in_a_fresh_process_for_the_rows_asked(tiny_bench):
+    results, markdown = tiny_bench
+    rows = results["results"]["synthetic_ltv"]["rows"]
+    for row_id, row in rows.items():
+        run = row["runs"][0]
+        if row_id not in MEMORY_ROWS:
+            assert "serve_mb_per_1000" not in run, row_id
+            continue
+        assert run["serve_memory_rows"] == bench_rows.TINY_BUDGET.serving_batch, row_id
+        assert 0 <= run["serve_mb_per_1000"] < 5000, (row_id, run["serve_mb_per_1000"])
+    # RQ-Reg scores every path of its code tree per row: its call needs memory that a point model does not.
+    assert rows["rqreg"]["runs"][0]["serve_mb_per_1000"] > max(rows["gbdt"]["runs"][0]["serve_mb_per_1000"], 1.0)
+    assert "| serve ms/1k | serve MB/1k |" in markdown and "(rows rqreg, gbdt only)" in markdown
 
 
 def test_every_decoding_rule_is_scored_on_the_default_rqreg_run(tiny_bench):
@@ -169,7 +207,7 @@ def test_rqreg_is_compared_with_every_peer_by_a_paired_bootstrap(tiny_bench):
     results, markdown = tiny_bench
     dataset = results["results"]["synthetic_ltv"]
     intervals = dataset["bootstrap"]
-    assert {r["peer"] for r in intervals} == {"ziln", "gr"}  # not RQ-Reg's own variant
+    assert {r["peer"] for r in intervals} == {"ziln", "gr", "gbdt"}  # not RQ-Reg's own variant
     assert {r["metric"] for r in intervals} == {"normalized_gini", "spearman", "crps", "pinball_10", "pinball_50",
                                                 "pinball_90"}
     for r in intervals:
@@ -179,3 +217,15 @@ def test_rqreg_is_compared_with_every_peer_by_a_paired_bootstrap(tiny_bench):
     assert 0 < rqreg["crps_tree"] and math.isfinite(rqreg["crps"]) and len(rqreg["coverage_80_by_decile"]) == 10
     assert "RQ-Reg vs each peer, paired bootstrap" in markdown and "## Targets (paired bootstrap)" in markdown
     assert "_eval" not in json.dumps(results)
+
+
+def test_serving_memory_can_be_limited_to_some_rows_or_skipped():
+    import dataclasses
+
+    budget = bench_rows.DEFAULT_BUDGET
+    assert budget.measures_memory("rqreg") and budget.measures_memory("gbdt")
+    some = dataclasses.replace(budget, serving_memory_rows=("gbdt",))
+    assert some.measures_memory("gbdt") and not some.measures_memory("rqreg")
+    assert not dataclasses.replace(some, serving_memory=False).measures_memory("gbdt")
+    args = _args(["--serving-memory-rows", "gbdt", "mse", "--no-serving-memory"])
+    assert args.serving_memory_rows == ["gbdt", "mse"] and args.no_serving_memory
