@@ -137,9 +137,9 @@ def test_every_keras_kind_trains_on_the_encoding_and_serves_raw_examples(kind, f
     inputs = {k: v for k, v in transformed.items() if k != features.TARGET_KEY}
     data = (tf.data.Dataset.from_tensor_slices((inputs, transformed[features.TARGET_KEY])).batch(32)
             .map(lambda x, y: (x, model.training_targets(x, y))))
-    history = model.fit(data.repeat(), steps_per_epoch=5, epochs=2, verbose=0).history
+    history = model.fit(data.repeat(), steps_per_epoch=3, epochs=1, verbose=0).history
     assert np.all(np.isfinite(history["loss"]))
-    assert any(w.name.startswith("encoder/ple_x") for w in model.trainable_weights)
+    assert any("/ple_x/" in w.name for w in model.trainable_weights), [w.name for w in model.trainable_weights]
     serve = serving.signatures(model, tft_output, config)["serving_default"]
     good = [{k: v for k, v in r.items() if k != "label"} for r in rows[2:7]]
     served = serve(tf.constant([_example(r) for r in good + [{"c": [b"web"]}, {"x": [1e30], "c": [b"app"]}]]))

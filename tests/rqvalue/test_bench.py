@@ -179,3 +179,13 @@ def test_rqreg_is_compared_with_every_peer_by_a_paired_bootstrap(tiny_bench):
     assert 0 < rqreg["crps_tree"] and math.isfinite(rqreg["crps"]) and len(rqreg["coverage_80_by_decile"]) == 10
     assert "RQ-Reg vs each peer, paired bootstrap" in markdown and "## Targets (paired bootstrap)" in markdown
     assert "_eval" not in json.dumps(results)
+
+
+def test_an_rqreg_variant_is_bootstrapped_against_rqreg_and_every_peer(tiny_bench):
+    results, markdown = tiny_bench
+    dataset = results["results"]["synthetic_ltv"]
+    rows = dataset["variant_bootstrap"][SMALL_CODES]
+    peers = {row["peer"] for row in rows}
+    assert "rqreg" in peers and "ziln" in peers and SMALL_CODES not in peers
+    assert all(math.isfinite(row["low"]) and row["low"] <= row["high"] for row in rows)
+    assert f"**{SMALL_CODES} (codebook_sizes=[8,4]) vs each peer, paired bootstrap**" in markdown
