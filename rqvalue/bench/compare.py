@@ -97,10 +97,7 @@ def render(dataset: str, ds: Mapping[str, Any]) -> List[str]:
     """Markdown lines: the bootstrap tables of one data set (none if they were not computed): RQ-Reg vs
     each peer, then each RQ-Reg variant (`--variant`) vs RQ-Reg and each peer."""
     rows = ds.get("bootstrap") or []
-    if not rows:
-        return []
-    lines = _table(rows, ds, "RQ-Reg")
-    lines += _distribution_table(ds)
+    lines = _table(rows, ds, "RQ-Reg") + _distribution_table(ds) if rows else []
     for variant, variant_rows in (ds.get("variant_bootstrap") or {}).items():
         lines += _table(variant_rows, ds, ds["rows"].get(variant, {}).get("label", variant))
     return lines
