@@ -48,6 +48,8 @@ class TrainContext:
       codebook_levels: the RQ centroids per level, transformed units (empty if not needed).
       train_features: a sample of transformed training features, aligned with train_labels.
       interval_groups: the most predicted-value groups the served interval is calibrated in.
+      numeric_encoding: how the feature encoder reads numeric features ("zscore" or
+        "piecewise_linear": Transform also wrote `<key>_ple`).
     """
 
     numeric_keys: Tuple[str, ...]
@@ -57,6 +59,7 @@ class TrainContext:
     codebook_levels: Tuple[np.ndarray, ...] = ()
     train_features: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     interval_groups: int = 1
+    numeric_encoding: str = "zscore"
 
     @property
     def prediction_cap(self) -> float:
@@ -76,7 +79,7 @@ class ValueModel(keras.Model):
         self.label_transform_name = context.label_transform
         self.prediction_cap = context.prediction_cap
         self.encoder = FeatureEncoder(context.numeric_keys, context.vocab_sizes, embedding_dim, hidden_units,
-                                      name="encoder")
+                                      numeric_encoding=context.numeric_encoding, name="encoder")
         # Per predicted-value group, (lower, upper) offsets in transformed label units, and the
         # thresholds between the groups (+inf: unused), set by `calibration.calibrate_model`.
         self.interval_groups = max(int(context.interval_groups), 1)

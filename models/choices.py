@@ -9,4 +9,7 @@ DECODINGS = ("tree", "beam", "greedy", "expectation")  # how RQ-Reg serves its c
 RNC_REPRESENTATIONS = ("codes", "features")  # what RQ-Reg's Rank-N-Contrast term orders
 PRECISIONS = ("float32", "mixed_float16")  # the Trainer's Keras dtype policy; the export is float32 either way
 GBDT_LOSSES = ("poisson", "squared_error")  # what the gbdt kind's trees minimise (models/gbdt.py)
+# How the shared feature encoder reads a numeric feature: its z-score, or also its piecewise-linear
+# encoding on quantile bins fitted in Transform (models/piecewise_linear.py).
+NUMERIC_ENCODINGS = ("zscore", "piecewise_linear")
 MEAN_CALIBRATIONS = ("none", "scale", "deciles")  # the served mean's map fitted on the valid split (mean_calibration.py)

@@ -5,6 +5,9 @@ so a user's own data needs no code edit. Outputs:
   - `<numeric>_xf`: z-score of sign(x)·log1p(|x|); a missing value and NaN or ±inf are the same:
     0 before scaling (in the analyzers' statistics too), in training and at serving alike, since
     serving runs this graph;
+  - `<numeric>_ple` (only with `numeric_encoding: piecewise_linear`): its piecewise-linear encoding
+    on `numeric_bins` quantile bins of sign(x)·log1p(|x|) fitted on train, plus a missing
+    indicator (`models.piecewise_linear`);
   - `<categorical>_xf`: vocabulary index, one out-of-vocabulary bucket;
   - `target_xf`: the transformed label; `rq_codes`: its [L] RQ codes;
   - `value_bucket`: 0 for a zero label, else 1..n-1 by quantiles of the positive labels
@@ -17,7 +20,7 @@ from typing import Any, Dict, Mapping
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import codebook_analyzer, label_transform
+from models import codebook_analyzer, label_transform, piecewise_linear
 from schemas import features
 
 _QUANTILE_EPSILON = 1e-3
@@ -34,6 +37,8 @@ def transform_config(data, model) -> Dict[str, Any]:
         "codebook_sizes": list(model.codebook_sizes),
         "first_level_median": model.first_level_median,
         "codebook_resolution": model.codebook_resolution,
+        "numeric_encoding": model.numeric_encoding,
+        "numeric_bins": model.numeric_bins,
     }
 
 
@@ -44,9 +49,14 @@ def _dense(x, default) -> tf.Tensor:
     return tf.reshape(x, [-1])
 
 
-def _finite_or_zero(x: tf.Tensor) -> tf.Tensor:
-    """NaN and ±inf -> 0, the value of a missing feature."""
-    return tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))
+def _present(x) -> tf.Tensor:
+    """[B] bool: the single-valued feature has a finite value (not missing, NaN or ±inf)."""
+    if isinstance(x, tf.SparseTensor):
+        ones = tf.SparseTensor(x.indices, tf.ones_like(x.values, dtype=tf.float32), x.dense_shape)
+        given = _dense(ones, 0.0) > 0.0
+    else:
+        given = tf.ones_like(tf.reshape(x, [-1]), dtype=tf.bool)
+    return tf.logical_and(given, tf.math.is_finite(tf.cast(_dense(x, 0.0), tf.float32)))
 
 
 def _signed_log1p(x: tf.Tensor) -> tf.Tensor:
@@ -71,9 +81,15 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
       Transformed features, keyed as described in the module docstring.
     """
     outputs = {}
+    piecewise = custom_config.get("numeric_encoding", "zscore") == "piecewise_linear"
     for key in custom_config["numeric_features"]:
-        value = _signed_log1p(_finite_or_zero(tf.cast(_dense(inputs[key], 0.0), tf.float32)))
+        present = _present(inputs[key])
+        value = tf.cast(_dense(inputs[key], 0.0), tf.float32)
+        value = _signed_log1p(tf.where(present, value, tf.zeros_like(value)))
         outputs[features.transformed_name(key)] = tft.scale_to_z_score(value)
+        if piecewise:
+            edges = piecewise_linear.bin_edges(value, present, custom_config["numeric_bins"])
+            outputs[features.piecewise_linear_name(key)] = piecewise_linear.encode(value, present, edges)
     for key in custom_config["categorical_features"]:
         outputs[features.transformed_name(key)] = tft.compute_and_apply_vocabulary(
             _dense(inputs[key], b""), num_oov_buckets=1, vocab_filename=key)

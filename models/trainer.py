@@ -95,7 +95,8 @@ def train_context(config: Mapping[str, Any], tft_output: tft.TFTransformOutput, 
         train_labels=labels,
         codebook_levels=tuple(read_codebook(tft_output, config["num_levels"])),
         train_features=columns,
-        interval_groups=config.get("interval_groups", 1))
+        interval_groups=config.get("interval_groups", 1),
+        numeric_encoding=config.get("numeric_encoding", "zscore"))
 
 
 def build_model(config: Mapping[str, Any], context: base.TrainContext,

@@ -21,6 +21,7 @@ from models.choices import (
     LABEL_TRANSFORMS,
     MEAN_CALIBRATIONS,
     MODEL_KINDS,
+    NUMERIC_ENCODINGS,
     PRECISIONS,
     RNC_REPRESENTATIONS,
 )
@@ -143,6 +144,8 @@ class ModelConfig:
     first_level_median: bool = True
     codebook_resolution: float = 1e-4
     embedding_dim: int = 16
+    numeric_encoding: str = "zscore"  # zscore | piecewise_linear: quantile-bin encoding (models/piecewise_linear.py)
+    numeric_bins: int = 16  # piecewise_linear: quantile bins per numeric feature, fitted in Transform
     hidden_units: Tuple[int, ...] = (64, 64)
     lstm_units: int = 64
     regression_weight: float = 0.0  # RQ-Reg's Huber term on the decoded value; 0 by measurement (README)
@@ -192,6 +195,11 @@ class ModelConfig:
         if self.mean_calibration not in MEAN_CALIBRATIONS:
             raise ConfigError(f"model.mean_calibration: {self.mean_calibration!r} is not one of "
                               f"{', '.join(MEAN_CALIBRATIONS)}")
+        if self.numeric_encoding not in NUMERIC_ENCODINGS:
+            raise ConfigError(f"model.numeric_encoding: {self.numeric_encoding!r} is not one of "
+                              f"{', '.join(NUMERIC_ENCODINGS)}")
+        if isinstance(self.numeric_bins, bool) or not isinstance(self.numeric_bins, int) or self.numeric_bins < 2:
+            raise ConfigError(f"model.numeric_bins: {self.numeric_bins!r} must be an integer of at least 2")
         if self.eval_steps < 0:
             raise ConfigError(f"model.eval_steps: {self.eval_steps} must be 0 (a full pass) or a number of batches")
         if self.gbdt_loss not in GBDT_LOSSES:

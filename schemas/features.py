@@ -13,6 +13,11 @@ def transformed_name(key: str) -> str:
     return key + "_xf"
 
 
+def piecewise_linear_name(key: str) -> str:
+    """Returns the name of numeric feature `key`'s piecewise-linear encoding (model.numeric_encoding)."""
+    return key + "_ple"
+
+
 # CDNOW (lifetimes package): one example per customer, predicted at the end of the first purchase day.
 CDNOW_ENTITY_COLUMNS = ("customer_id",)
 CDNOW_NUMERIC_FEATURES = ("total_spend", "total_cds", "num_purchases", "days_active")

@@ -192,12 +192,19 @@ def run_bench(datasets: Sequence[str], models: Optional[Sequence[str]], seeds: i
         ds["targets"] = target_checks(dataset, ds["rows"])
         peers = [r for r in ds["rows"] if r != BASE_KIND and r not in ABLATIONS
                  and ds["rows"][r]["kind"] != BASE_KIND]
-        if BASE_KIND in ds["rows"] and peers:
+        variants = [r for r in ds["rows"] if r != BASE_KIND and r not in ABLATIONS
+                    and ds["rows"][r]["kind"] == BASE_KIND]
+        if BASE_KIND in ds["rows"] and (peers or variants):
             t0 = time.time()
             labels = prepared.labels["eval"][:budget.eval_rows] if budget.eval_rows else prepared.labels["eval"]
             groups = prepared.keys["eval"][:labels.size]
-            ds["bootstrap"] = compare.compare(labels, groups, evals, BASE_KIND, peers)
-            log(f"[{dataset}] paired bootstrap of {BASE_KIND} vs {len(peers)} peers in {time.time() - t0:.0f} s")
+            if peers:
+                ds["bootstrap"] = compare.compare(labels, groups, evals, BASE_KIND, peers)
+            # Each RQ-Reg variant against the default RQ-Reg and every peer, on the same resamples.
+            ds["variant_bootstrap"] = {variant: compare.compare(labels, groups, evals, variant, [BASE_KIND, *peers])
+                                       for variant in variants}
+            log(f"[{dataset}] paired bootstrap of {BASE_KIND} vs {len(peers)} peers and of {len(variants)} "
+                f"variants in {time.time() - t0:.0f} s")
         result["results"][dataset] = ds
         del prepared, transforms, evals
     _write(result, out_dir, started, partial=False)

@@ -94,14 +94,21 @@ def compare(labels: np.ndarray, groups: Optional[Sequence], evals: Mapping[str, 
 
 
 def render(dataset: str, ds: Mapping[str, Any]) -> List[str]:
-    """Markdown lines: the bootstrap table of one data set (none if it was not computed)."""
+    """Markdown lines: the bootstrap tables of one data set (none if they were not computed): RQ-Reg vs
+    each peer, then each RQ-Reg variant (`--variant`) vs RQ-Reg and each peer."""
     rows = ds.get("bootstrap") or []
-    if not rows:
-        return []
+    lines = _table(rows, ds, "RQ-Reg") + _distribution_table(ds) if rows else []
+    for variant, variant_rows in (ds.get("variant_bootstrap") or {}).items():
+        lines += _table(variant_rows, ds, ds["rows"].get(variant, {}).get("label", variant))
+    return lines
+
+
+def _table(rows: Sequence[Mapping[str, Any]], ds: Mapping[str, Any], base: str) -> List[str]:
+    """Markdown lines: the paired bootstrap of `base` against each peer."""
     first = rows[0]
-    lines = ["", f"**RQ-Reg vs each peer, paired bootstrap** ({first['resamples']:,} resamples of "
-                 f"{first['clusters']:,} eval entities, pooled over seeds; 95% interval; ranking: RQ-Reg − peer, "
-                 "losses: peer − RQ-Reg, so > 0 is RQ-Reg ahead; *met* = interval above 0):", "",
+    lines = ["", f"**{base} vs each peer, paired bootstrap** ({first['resamples']:,} resamples of "
+                 f"{first['clusters']:,} eval entities, pooled over seeds; 95% interval; ranking: {base} − peer, "
+                 f"losses: peer − {base}, so > 0 is {base} ahead; *met* = interval above 0):", "",
              "| peer | " + " | ".join(TITLES[m] for m in (*RANKING, *LOSSES)) + " |",
              "|---|" + "---|" * (len(RANKING) + len(LOSSES))]
     by_peer: Dict[str, Dict[str, Mapping[str, Any]]] = {}
@@ -110,7 +117,6 @@ def render(dataset: str, ds: Mapping[str, Any]) -> List[str]:
     for peer, metrics in by_peer.items():
         label = ds["rows"].get(peer, {}).get("label", peer)
         lines.append(f"| {label} | " + " | ".join(_interval(metrics.get(m)) for m in (*RANKING, *LOSSES)) + " |")
-    lines += _distribution_table(ds)
     return lines
 
 

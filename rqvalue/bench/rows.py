@@ -47,7 +47,7 @@ PEERS = {"lightgbm_tweedie": "LightGBM Tweedie", "lightgbm_two_stage": "LightGBM
 # ModelConfig fields that Transform uses (models.preprocessing.transform_config): a row that changes one
 # gets its own Transform of the data set (`rqvalue.bench.data.reanalyze`).
 TRANSFORM_SETTINGS = ("label_transform", "value_buckets", "codebook_sizes", "first_level_median",
-                      "codebook_resolution")
+                      "codebook_resolution", "numeric_encoding", "numeric_bins")
 
 
 @dataclasses.dataclass(frozen=True)

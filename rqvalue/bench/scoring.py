@@ -83,6 +83,10 @@ def out_of_range(columns: Mapping[str, np.ndarray], numeric_keys: Sequence[str],
     for key in numeric_keys:
         name = features.transformed_name(key)
         rows[name] = np.full_like(rows[name], 10.0 * float(np.max(np.abs(columns[name]))))
+        piecewise = features.piecewise_linear_name(key)
+        if piecewise in rows:  # above the last bin: every bin full, not missing
+            rows[piecewise] = np.concatenate([np.ones_like(rows[piecewise][:, :-1]),
+                                              np.zeros_like(rows[piecewise][:, -1:])], axis=1)
     return rows
 
 

@@ -229,3 +229,13 @@ def test_serving_memory_can_be_limited_to_some_rows_or_skipped():
     assert not dataclasses.replace(some, serving_memory=False).measures_memory("gbdt")
     args = _args(["--serving-memory-rows", "gbdt", "mse", "--no-serving-memory"])
     assert args.serving_memory_rows == ["gbdt", "mse"] and args.no_serving_memory
+
+
+def test_an_rqreg_variant_is_bootstrapped_against_rqreg_and_every_peer(tiny_bench):
+    results, markdown = tiny_bench
+    dataset = results["results"]["synthetic_ltv"]
+    rows = dataset["variant_bootstrap"][SMALL_CODES]
+    peers = {row["peer"] for row in rows}
+    assert "rqreg" in peers and "ziln" in peers and SMALL_CODES not in peers
+    assert all(math.isfinite(row["low"]) and row["low"] <= row["high"] for row in rows)
+    assert f"**{SMALL_CODES} (codebook_sizes=[8,4]) vs each peer, paired bootstrap**" in markdown

@@ -98,6 +98,11 @@ def test_compare_puts_a_clearly_better_model_above_zero_and_a_copy_at_zero():
     assert any("poor" in line and "met" in line for line in compare.render("toy", ds))
     lines = compare.targets({"toy": ds})
     assert any("normalized Gini (§4): NOT MET" in line and "1 of 2 met" in line for line in lines)
+    # A variant's table is written also when the run had no peer (no RQ-Reg-vs-peer table).
+    variant_only = {"variant_bootstrap": {"ours": rows}, "rows": {"ours": {"label": "ours (x=1)"}}}
+    lines = compare.render("toy", variant_only)
+    assert any("**ours (x=1) vs each peer, paired bootstrap**" in line for line in lines)
+    assert not any("**RQ-Reg vs each peer" in line for line in lines)
 
 
 def _snapshots(n=1200, seed=0) -> Prepared:
