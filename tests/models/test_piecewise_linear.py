@@ -12,6 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import metadata_io
+from toy_data import serialized_example
 
 from models import base, piecewise_linear, preprocessing, registry, serving, trainer
 from pipeline.config import ConfigError, ModelConfig
@@ -71,13 +72,7 @@ def _rows(n=400, seed=0):
 
 
 def _example(row) -> bytes:
-    feature = {}
-    for key, values in row.items():
-        if FEATURE_SPEC[key].dtype == tf.string:
-            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-        else:
-            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    return serialized_example(row, FEATURE_SPEC)
 
 
 @pytest.fixture(scope="module")

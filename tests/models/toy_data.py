@@ -21,3 +21,16 @@ def zero_inflated(n: int = 512, seed: int = 0):
     y = np.where(x + 0.5 * cat > 0.5, np.exp(2.0 + x + cat), 0.0).astype(np.float32)
     inputs = {features.transformed_name("x"): x, features.transformed_name("c"): cat.astype(np.int64)}
     return inputs, np.log1p(y).astype(np.float32), y
+
+
+def serialized_example(row, feature_spec) -> bytes:
+    """One tf.Example of `row` ({key: list of values}); string keys of `feature_spec` as bytes, the rest as floats."""
+    import tensorflow as tf
+
+    feature = {}
+    for key, values in row.items():
+        if feature_spec[key].dtype == tf.string:
+            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+        else:
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()

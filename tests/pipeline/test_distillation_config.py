@@ -2,18 +2,11 @@
 
 import pytest
 import yaml
+from test_config import DATA as CONFIG_DATA
 
 from pipeline import config
 
-DATA = {
-    "feast_repo": "repo",
-    "spine": "spine.parquet",
-    "entity_columns": ["customer_id"],
-    "feature_refs": ["profile:spend", "profile:channel"],
-    "numeric_features": ["spend"],
-    "categorical_features": ["channel"],
-    "label": "label",
-}
+DATA = {**CONFIG_DATA, "label": "label"}
 SPEND = {"name": "spend_next_30d", "ref": "profile:spend"}
 ON = {"enabled": True, "privileged_features": [SPEND], "window_days": 30, "label_window_days": 365}
 
