@@ -48,11 +48,10 @@ import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 
-from components import feature_presence, label_rules, privileged_retrieval
+from components import feature_presence, label_rules, point_in_time, privileged_retrieval
 from schemas import features
 
 SPLITS = ("train", "valid", "eval")
-_ROW_ID = "__rqvalue_row_id"
 _NOTHING_KEPT = "nothing was trained or pushed"
 
 
@@ -285,20 +284,10 @@ def _retrieve_view(store, view, refs: Sequence[str], spine: pd.DataFrame,
     that share them, and drops a row that finds no feature row in its window.
     """
     keys = [column.name for column in view.entity_columns]
-    pairs = spine[[*keys, spec.timestamp_column]].drop_duplicates().reset_index(drop=True)
-    pairs[_ROW_ID] = np.arange(len(pairs))
-    pair_of_row = spine[[*keys, spec.timestamp_column]].merge(pairs, how="left")[_ROW_ID].to_numpy()
-    entity_df = pairs.rename(columns={spec.timestamp_column: features.EVENT_TIMESTAMP_KEY})
-    try:
-        retrieved = store.get_historical_features(entity_df=entity_df, features=list(refs)).to_df()
-    except Exception as e:  # Feast raises many types; name the inputs that caused it
-        raise IngestionError(f"feature retrieval from Feast repo {spec.feast_repo!r} failed for "
-                             f"data.feature_refs={list(refs)}: {e}") from e
-    names = [ref.split(":", 1)[1] for ref in refs]
-    by_pair = retrieved.set_index(_ROW_ID)[names].reindex(np.arange(len(pairs)))
-    values = by_pair.iloc[pair_of_row].reset_index(drop=True)
-    returned = np.isin(pair_of_row, retrieved[_ROW_ID].to_numpy())
-    return values, returned
+    asked = spine[[*keys, spec.timestamp_column]].rename(columns={spec.timestamp_column: features.EVENT_TIMESTAMP_KEY})
+    return point_in_time.retrieve_per_row(
+        store, asked, refs, lambda e: IngestionError(f"feature retrieval from Feast repo {spec.feast_repo!r} failed "
+                                                     f"for data.feature_refs={list(refs)}: {e}"))
 
 
 def _keep_type(values: pd.Series, dtype) -> pd.Series:

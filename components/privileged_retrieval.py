@@ -26,12 +26,12 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from components import point_in_time
 from schemas import features
 
 TRAINING_SPLITS = ("train", "valid")
 # A privileged feature equal to the label on at least this share of the training rows is the label.
 LABEL_MATCH_SHARE = 0.99
-_ROW_ID = "__rqvalue_forward_row"
 _WHERE = "distillation.privileged_features"
 
 
@@ -128,18 +128,11 @@ def _as_of(store, rows: pd.DataFrame, times: pd.Series, refs: Sequence[str], fea
                                            f"{feast_repo!r}: {e}") from None
         keys = [column.name for column in view.entity_columns]
         asked = rows[keys].assign(**{features.EVENT_TIMESTAMP_KEY: times.to_numpy()})
-        pairs = asked.drop_duplicates().reset_index(drop=True)
-        pairs[_ROW_ID] = np.arange(len(pairs))
-        pair_of_row = asked.merge(pairs, how="left")[_ROW_ID].to_numpy()
-        try:
-            retrieved = store.get_historical_features(entity_df=pairs, features=list(view_refs)).to_df()
-        except Exception as e:  # Feast raises many types; name the inputs that caused it
-            raise PrivilegedRetrievalError(f"forward retrieval of {_WHERE} {list(view_refs)} from Feast repo "
-                                           f"{feast_repo!r} failed: {e}") from e
-        names = [ref.split(":", 1)[1] for ref in view_refs]
-        by_pair = retrieved.set_index(_ROW_ID)[names].reindex(np.arange(len(pairs)))
-        for ref, name in zip(view_refs, names):
-            values[ref] = pd.to_numeric(by_pair[name], errors="coerce").to_numpy(dtype="float64")[pair_of_row]
+        retrieved, _ = point_in_time.retrieve_per_row(
+            store, asked, view_refs, lambda e: PrivilegedRetrievalError(
+                f"forward retrieval of {_WHERE} {list(view_refs)} from Feast repo {feast_repo!r} failed: {e}"))
+        for ref in view_refs:
+            values[ref] = pd.to_numeric(retrieved[ref.split(":", 1)[1]], errors="coerce").to_numpy(dtype="float64")
     return values
 
 
