@@ -40,7 +40,7 @@ from components.privileged_retrieval import PrivilegedSpec
 from components.privileged_schema import PrivilegedSchema
 from components.validation_gate import ValidationGate
 from models import distillation, preprocessing, trainer
-from pipeline import trainer_hardware
+from pipeline import runners, trainer_hardware
 from pipeline.config import ConfigError, RunConfig
 from pipeline.evaluation import eval_config
 
@@ -148,7 +148,7 @@ def create_pipeline(config: RunConfig, fingerprint: str, span: int = 0, target: 
         metadata_connection_config=(None if target == "vertex" else
                                     tfx.orchestration.metadata.sqlite_metadata_connection_config(
                                         config.metadata_path)),
-        beam_pipeline_args=list(config.beam_args))
+        beam_pipeline_args=list(runners.component_beam_args(config.beam_args)))
 
 
 def _transform_config(config: RunConfig, privileged) -> dict:

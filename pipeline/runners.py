@@ -156,6 +156,20 @@ def beam_args(runner: str = "direct", *, direct_workers: Optional[int] = None,
     return tuple(args) + extra
 
 
+def component_beam_args(beam_pipeline_args: Sequence[str]) -> Tuple[str, ...]:
+    """The `beam_pipeline_args` the pipeline hands its Beam components.
+
+    The one-worker in-memory DirectRunner is Beam's default, so for it the components get no
+    arguments at all. That is not only shorter: given any Beam argument but none that ships
+    code (--extra_package, --setup_file, --sdk_container_image, ...), TFX copies its whole
+    installation into a temporary folder and builds an sdist of it for every Beam component it
+    runs (about 3 s and 49 MB left in the temp folder each), for remote workers that a
+    DirectRunner never has. Every other choice is passed through unchanged.
+    """
+    args = tuple(beam_pipeline_args)
+    return () if args == DIRECT_IN_MEMORY else args
+
+
 def check_pipeline_root(beam_pipeline_args: Sequence[str], pipeline_root: str) -> str:
     """Checks that remote Beam workers can reach the pipeline root; returns it.
 

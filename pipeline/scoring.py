@@ -28,6 +28,7 @@ from tfx import v1 as tfx
 from components import bulk_scoring
 from components.predictions_writer import PredictionsWriter, WriterSpec
 from components.scoring_example_gen import ScoringExampleGen, ScoringSpec
+from pipeline import runners
 from pipeline.config import RunConfig
 from pipeline.mlmd_scoring import SCORING_DIR, scoring_metadata_path
 
@@ -109,4 +110,4 @@ def create_scoring_pipeline(config: RunConfig, run: ScoringRun) -> tfx.dsl.Pipel
         enable_cache=False,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             metadata_path(config)),
-        beam_pipeline_args=list(config.beam_args))
+        beam_pipeline_args=list(runners.component_beam_args(config.beam_args)))

@@ -31,6 +31,25 @@ def test_direct_workers_use_the_multi_processing_runner(workers):
         "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}")
 
 
+def test_the_in_memory_direct_runner_hands_components_no_arguments_so_tfx_packages_nothing(monkeypatch):
+    from tfx.components.statistics_gen import executor
+    from tfx.utils import dependency_utils
+
+    def refuse():
+        raise AssertionError("TFX built its ephemeral sdist for a local DirectRunner")
+
+    monkeypatch.setattr(dependency_utils, "build_ephemeral_package", refuse)
+    assert runners.component_beam_args(runners.beam_args()) == ()
+    executor.Executor(executor.Executor.Context(beam_pipeline_args=list(runners.component_beam_args(
+        runners.beam_args())), tmp_dir="unused", unique_id="1"))
+    # Any other choice reaches the components as it is (and ships code as TFX decides).
+    workers = runners.beam_args("direct", direct_workers=2)
+    assert runners.component_beam_args(workers) == workers
+    with pytest.raises(AssertionError, match="ephemeral"):
+        executor.Executor(executor.Executor.Context(beam_pipeline_args=list(workers), tmp_dir="unused",
+                                                    unique_id="1"))
+
+
 @pytest.mark.parametrize("workers", [-1, 1.5, True])
 def test_direct_workers_must_be_a_count(workers):
     with pytest.raises(runners.RunnerError, match="--direct-workers"):
