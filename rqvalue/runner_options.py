@@ -100,6 +100,24 @@ def trainer_overrides(args: argparse.Namespace) -> Dict[str, Any]:
     return values
 
 
+def trainer_argv(args: argparse.Namespace) -> Tuple[str, ...]:
+    """The `--trainer-*` flags of `args` as command-line words again (for a scheduled run's line).
+
+    Raises:
+      ConfigError: a flag's value is invalid; the message names the field (trainer.<field>).
+    """
+    overrides = trainer_overrides(args)
+    dataclasses.replace(config_lib.TrainerConfig(), **overrides)  # a bad value fails here, not at run time
+    argv = []
+    for name, value in overrides.items():
+        flag = "--trainer-" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag)
+        else:
+            argv += [flag, ",".join(value) if name == "components" else str(value)]
+    return tuple(argv)
+
+
 def apply_trainer_arguments(cfg: config_lib.RunConfig, args: argparse.Namespace) -> config_lib.RunConfig:
     """`cfg` with the `--trainer-*` flags of `args` applied over its trainer section.
 

@@ -35,6 +35,7 @@ import sys
 from typing import List, Optional, Sequence, Tuple
 
 from pipeline import runners
+from pipeline.config import ConfigError
 from rqvalue import runner_options
 
 EVERY = {
@@ -147,7 +148,7 @@ def run_argv(args: argparse.Namespace) -> List[str]:
         argv += ["--pipeline-root", args.pipeline_root]
     if getattr(args, "then_predict", False):
         argv.append("--then-predict")
-    return argv + list(runner_options.runner_argv(args))
+    return argv + list(runner_options.runner_argv(args)) + list(runner_options.trainer_argv(args))
 
 
 def cron_line(expr: str, output_dir: str, run_options: Sequence[str], rqvalue: Optional[Sequence[str]] = None,
@@ -255,12 +256,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--pipeline-spec", metavar="JSON",
                         help="vertex: the compiled pipeline (pipeline.runners.compile_vertex), local or gs://")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--dataset", choices=datasets.NAMES, default="cdnow", help="as for `rqvalue run`")
+    source.add_argument("--dataset", choices=datasets.NAMES, default="cdnow_snapshots", help="as for `rqvalue run`")
     source.add_argument("--config", help="as for `rqvalue run`")
     parser.add_argument("--output-dir", default="runs", help="as for `rqvalue run` (default: runs); one entry each")
     parser.add_argument("--then-predict", action="store_true",
                         help="after each run, score every entity with the latest pushed model (rqvalue predict)")
     runner_options.add_runner_arguments(parser)
+    runner_options.add_trainer_arguments(parser)
     parser.set_defaults(func=main)
     return parser
 
@@ -335,6 +337,6 @@ def main(args: argparse.Namespace, crontab: Optional[str] = None) -> int:
         if args.target == "vertex":
             return _vertex(args)
         return _local(args, crontab)
-    except (ScheduleError, runners.RunnerError) as e:
+    except (ScheduleError, runners.RunnerError, ConfigError) as e:
         print(f"rqvalue schedule: {e}", file=sys.stderr)
         return 2

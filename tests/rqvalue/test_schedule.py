@@ -66,6 +66,26 @@ def test_dry_run_prints_the_exact_line_and_changes_nothing(tmp_path, crontab, ca
     assert not crontab.exists() and not os.path.exists(out)
 
 
+def test_trainer_flags_reach_the_scheduled_run_and_read_back_the_same(tmp_path, crontab, capsys):
+    from rqvalue import cli, runner_options
+
+    out = _out(tmp_path)
+    flags = ["--trainer-accelerator", "NVIDIA_TESLA_T4", "--trainer-accelerator-count", "2",
+             "--trainer-precision", "mixed_float16", "--trainer-components", "Trainer,Transform"]
+    assert _run(["--dry-run", "--output-dir", out, *flags]) == 0
+    line = capsys.readouterr().out.strip()
+    run_words = shlex.split(line.split(" run ", 1)[1].split(" >> ")[0])
+    scheduled = runner_options.trainer_overrides(cli.parser().parse_args(["run", *run_words]))
+    assert scheduled == {"accelerator": "NVIDIA_TESLA_T4", "accelerator_count": 2, "precision": "mixed_float16",
+                         "components": ("Trainer", "Transform")}
+
+
+def test_a_bad_trainer_flag_is_refused_before_anything_is_installed(tmp_path, crontab, capsys):
+    assert _run(["--output-dir", _out(tmp_path), "--trainer-accelerator", "TPU_V3"]) == 2
+    assert "trainer.accelerator: 'TPU_V3'" in capsys.readouterr().err
+    assert not crontab.exists()
+
+
 @pytest.mark.parametrize("argv, expr", [
     (["--every", "hourly"], "0 * * * *"),
     (["--every", "daily"], "0 2 * * *"),
@@ -291,4 +311,4 @@ def test_the_dry_run_line_works_as_printed_before_the_folder_exists(tmp_path, cr
     assert not os.path.exists(out)  # --dry-run still changes nothing
     done = subprocess.run(["sh", "-c", line.split(" ", 5)[5]], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert open(os.path.join(out, "schedule.log")).read() == f"args: run --dataset cdnow --output-dir {out}\n"
+    assert open(os.path.join(out, "schedule.log")).read() == f"args: run --dataset cdnow_snapshots --output-dir {out}\n"
