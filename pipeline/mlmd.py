@@ -167,8 +167,8 @@ class RunHistory:
     def _may_be_going(self, run: Run, latest: Run) -> bool:
         if run is not latest:
             return False  # runs on one output folder take turns (its lock): a later run means this one ended
-        if self._run_going is None:
-            self._run_going = output_lock.held(self.output_dir)
+        if self._run_going is None:  # a scoring holding the folder is not this training run going on
+            self._run_going = output_lock.holder(self.output_dir) == output_lock.RUN
         return self._run_going
 
     def run(self, ref: Optional[str]) -> Run:

@@ -11,9 +11,10 @@ device and inode) and locks through it, which succeeds when that description alr
 lock. The same makes `hold` re-entrant within one process. A descriptor found that way is made
 non-inheritable, so a worker process that outlives the run cannot keep the folder locked.
 
-While it holds the lock, a run writes its process id and start time into the file; a run refused
-the lock quotes them. `held` asks whether any process holds the lock, without taking it for longer
-than the question (the run views use it to tell a run still going from one that was killed).
+While it holds the lock, a process writes its id, start time and purpose (a training `run` or a
+`scoring`) into the file; a run refused the lock quotes them. `holder` asks what holds the lock,
+without taking it for longer than the question: the run views use it to tell a training run still
+going from one that was killed (a scoring holding the folder is not the unfinished training run).
 """
 
 import contextlib
@@ -24,6 +25,7 @@ import os
 from typing import Iterator, Optional
 
 LOCK_FILE = ".rqvalue.lock"
+RUN, SCORING = "run", "scoring"  # what a holder does in the folder
 
 
 class OutputDirBusy(RuntimeError):
@@ -68,8 +70,12 @@ def _holder(path: str) -> str:
 
 
 @contextlib.contextmanager
-def hold(output_dir: str) -> Iterator[None]:
+def hold(output_dir: str, purpose: str = RUN) -> Iterator[None]:
     """Holds the output folder's lock for the duration of the block; the folder must exist.
+
+    Args:
+      output_dir: the folder.
+      purpose: RUN (a training run) or SCORING, written into the lock file for `holder`.
 
     Raises:
       OutputDirBusy: another process holds the lock.
@@ -90,34 +96,41 @@ def hold(output_dir: str) -> Iterator[None]:
                 raise
             raise OutputDirBusy(f"{output_dir} is in use by another run{_holder(path)}: wait for it to finish "
                                 "or use another --output-dir") from None
-        _write_holder(path)
+        _write_holder(path, purpose)
         yield
     finally:
         if own:
             os.close(fd)  # releases the lock
 
 
-def _write_holder(path: str) -> None:
+def _write_holder(path: str, purpose: str) -> None:
     """Notes this process in the lock file (another descriptor: the lock stays with the one that holds it)."""
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     try:
         with open(path, "w") as f:
-            f.write(f"pid {os.getpid()}, started {started}\n")
+            f.write(f"pid {os.getpid()}, started {started}, {purpose}\n")
     except OSError:
         pass  # only a courtesy for the message of a refused run
 
 
 def held(output_dir: str) -> bool:
     """Whether a process (this one included) holds the output folder's lock now."""
+    return holder(output_dir) is not None
+
+
+def holder(output_dir: str) -> Optional[str]:
+    """What holds the output folder's lock now: RUN or SCORING (RUN if the file does not say), or
+    None when no process (this one included) holds it."""
     path = lock_path(output_dir)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return False  # no lock file: no run has taken it
+        return None  # no lock file: no run has taken it
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
-        return True
+        text = _holder(path)
+        return SCORING if text.rstrip(")").endswith(", " + SCORING) else RUN
     finally:
         os.close(fd)  # also releases the shared lock just taken
-    return False
+    return None

@@ -91,7 +91,7 @@ def predict(cfg: config_lib.RunConfig, as_of: Optional[str] = None, entities: st
     # The output folder's lock: a run going on there may be pushing a new model, and two scorings
     # would replace each other's partitions and online rows. Re-entrant, so `run --then-predict`
     # scores under the lock its run holds.
-    with output_lock.hold(cfg.output_dir):
+    with output_lock.hold(cfg.output_dir, purpose=output_lock.SCORING):
         return _score_locked(cfg, when, entities, model_version, report)
 
 

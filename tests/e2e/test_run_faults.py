@@ -82,6 +82,9 @@ def test_a_killed_run_shows_as_interrupted(killed, capsys):
     # While a run holds the folder's lock, unfinished executions of the latest run are that run's.
     with output_lock.hold(killed.output_dir):
         assert mlmd.RunHistory(killed.output_dir).runs[0].status == "running"
+    # A scoring holding the folder is not that run going on.
+    with output_lock.hold(killed.output_dir, purpose=output_lock.SCORING):
+        assert mlmd.RunHistory(killed.output_dir).runs[0].status == "interrupted"
 
 
 def test_the_next_run_names_the_interrupted_run_and_remakes_a_damaged_cached_artifact(killed, capsys):

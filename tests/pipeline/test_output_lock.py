@@ -97,3 +97,14 @@ def test_an_unwritable_lock_file_is_an_os_error(tmp_path):
         with output_lock.hold(str(blocker)):
             pass
     assert os.path.isfile(blocker)
+
+
+def test_the_holder_says_whether_a_training_run_or_a_scoring_holds_the_folder(tmp_path):
+    folder = str(tmp_path)
+    with output_lock.hold(folder, purpose=output_lock.SCORING):
+        assert output_lock.holder(folder) == output_lock.SCORING
+        assert _try(tmp_path)[1].endswith(", scoring): wait for it to finish or use another --output-dir")
+    assert output_lock.holder(folder) is None
+    with output_lock.hold(folder):
+        assert output_lock.holder(folder) == output_lock.RUN
+    assert output_lock.holder(folder) is None
