@@ -12,8 +12,8 @@ from rqvalue import runner_options
 def add_source_options(parser: argparse.ArgumentParser, config_help: str) -> None:
     """--dataset (an embedded data set) or --config (one's own data)."""
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--dataset", choices=datasets.NAMES, default="cdnow",
-                        help="embedded data set (default: cdnow, the CDNOW purchase log)")
+    source.add_argument("--dataset", choices=datasets.NAMES, default="cdnow_snapshots",
+                        help="embedded data set (default: cdnow_snapshots, the CDNOW log scored at four month ends)")
     source.add_argument("--config", help=config_help)
 
 
