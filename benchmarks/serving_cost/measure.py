@@ -129,6 +129,7 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline", default="", help="an earlier models/rqreg.py, served as decoding 'before'")
     parser.add_argument("--calls", type=int, default=7)
     parser.add_argument("--single_calls", type=int, default=200)
+    parser.add_argument("--memory", action="store_true", help="also RQ-Reg's serving memory per 1,000 rows")
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
@@ -159,6 +160,10 @@ def main(argv=None) -> int:
             scale = 1000.0 if name == "1000" else 1.0  # ms per 1,000 rows; ms per call at batch 1
             row[f"rqreg_ms_{name}"], row[f"mse_ms_{name}"] = 1000.0 * rq_s * scale / int(name), 1000.0 * mse_s * scale / int(name)
             row[f"ratio_{name}"] = rq_s / mse_s
+        if args.memory:  # exported and scored in a fresh process (models.serving_cost), as the bench does
+            from rqvalue.bench import scoring
+            signatures = serving.signatures(rqreg, prepared.tft_output, models["rqreg"][1])
+            row["rqreg_mb_per_1000"] = scoring.serving_memory(rqreg, signatures, prepared, 1000)["serve_mb_per_1000"]
         scores, _ = accuracy(rqreg, eval_x, labels, reference)
         row.update(scores)
         results.append(row)

@@ -3,7 +3,7 @@
 Uses the models `measure.py` trained and cached in the work folder. Each part is timed on the
 same 1,000 eval rows (median of several calls after a warm-up), in this order: parsing + the
 transform layer, the encoder, the leaf probabilities up to each level, the serving outputs
-(mean, quantiles, greedy codes), `predict_outputs` (plus calibration and clipping), the whole
+(mean, quantiles, greedy codes; `tree`), `predict_outputs` (plus calibration and clipping), the whole
 signature; the MSE network's signature for reference.
 
   TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/serving_cost/parts.py --work /tmp/serving_cost
@@ -68,6 +68,8 @@ def main(argv=None) -> int:
             finally:
                 model.sizes = sizes
         parts[f"leaf_probabilities, levels 1..{levels}"] = (tf.function(upto), eval_x)
+    parts[f"leaf_probabilities, pruned to {model.beam_width}"] = (
+        tf.function(lambda x: model.leaf_probabilities(x, model.beam_width)), eval_x)
     parts.update({
         "serving_outputs": (tf.function(model.serving_outputs), eval_x),
         "predict_outputs": (tf.function(model.predict_outputs), eval_x),
