@@ -5,7 +5,7 @@ Free of TensorFlow, so that reading or checking a configuration does not load it
 
 MODEL_KINDS = ("rqreg", "ziln", "mse", "logmse", "twostage", "gr", "d2q", "gbdt")
 LABEL_TRANSFORMS = ("log1p", "identity")
-DECODINGS = ("tree", "beam", "greedy", "expectation")  # how RQ-Reg serves its code distribution
+DECODINGS = ("tree", "pruned", "beam", "greedy", "expectation")  # how RQ-Reg serves its code distribution
 RNC_REPRESENTATIONS = ("codes", "features")  # what RQ-Reg's Rank-N-Contrast term orders
 PRECISIONS = ("float32", "mixed_float16")  # the Trainer's Keras dtype policy; the export is float32 either way
 GBDT_LOSSES = ("poisson", "squared_error")  # what the gbdt kind's trees minimise (models/gbdt.py)

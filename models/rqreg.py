@@ -11,6 +11,13 @@ Decoding (`decoding`, the serving outputs):
     predictive mean; the same leaf distribution gives the median and the 80% interval. The LSTM
     input's projection is split into per-example and per-code parts, so branching on every code
     costs one recurrent product per path (`leaf_probabilities`).
+  - "pruned": the tree, with the last level's codes branched only under the `beam_width` most
+    probable code prefixes of each row (paths through every level but the last; the greedy
+    prefix always among them); every other prefix keeps its whole probability on the leaf of its
+    last-level code nearest 0 (`_last_level_pruned`). The probability of every prefix is exact, so
+    are the greedy codes; the mean and quantiles differ from the tree's only by the last level's
+    small residuals under the pruned prefixes, at a fraction of the tree's cost (the last level
+    is most of it).
   - "beam": the same over a beam: every first-level code is kept (the first level carries most
     of the value, and its probability is spread over many codes), then under each of them only
     the `beam_width` most probable prefixes are extended at each further level but the last,
@@ -141,6 +148,8 @@ class RQRegModel(base.ValueModel):
         order = np.argsort(leaf_values.numpy(), kind="stable")
         self._leaf_values = leaf_values
         self._leaf_order = tf.constant(order, tf.int32)
+        self._sorted_leaf_values = tf.constant(leaf_values.numpy()[order])
+        self._collapse_code = int(np.argmin(np.abs(self.levels[-1])))
 
     @classmethod
     def from_config_and_context(cls, config: Mapping, context: base.TrainContext) -> "RQRegModel":
@@ -223,7 +232,7 @@ class RQRegModel(base.ValueModel):
         total = tf.add_n([tf.gather(tf.constant(c), codes[:, l]) for l, c in enumerate(self.levels)])
         return tf.where(codes[:, 0] == codebook.ZERO_CODE, tf.zeros_like(total), total)
 
-    def leaf_probabilities(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    def leaf_probabilities(self, inputs: Mapping[str, tf.Tensor], prefixes: int = 0) -> tf.Tensor:
         """Probability of every code path, [B, Π K_l], in `codebook.leaf_values` order.
 
         The LSTM's input is [previous code embedding, context], so its pre-activation splits into a
@@ -231,6 +240,13 @@ class RQRegModel(base.ValueModel):
         per path. Branching a path on every code then costs one recurrent product per path, not one
         full LSTM step per (path, code): the same numbers as stepping `self.cell` on every branch,
         with a fraction of the work at the last level.
+
+        Args:
+          inputs: transformed features.
+          prefixes: 0 (the exact tree) or, with two levels or more, how many code prefixes (paths
+            through every level but the last) branch on the last level's codes in each row: the most
+            probable ones that do not start with the zero code, plus the greedy prefix
+            (`_greedy_codes`); `_last_level_pruned` says where the others' probability goes.
         """
         context = self.encoder(inputs)
         batch = tf.shape(context)[0]
@@ -242,9 +258,12 @@ class RQRegModel(base.ValueModel):
         per_code = tf.matmul(self.start, kernel[:embed])  # [K_prev, 4H]; the start vector at level 1
         h, c = (s[:, None, :] for s in self._start_state(context))  # [B, P, H], P = 1
         probs = tf.ones([batch, 1])
+        last = len(self.sizes) - 1
         for level, size in enumerate(self.sizes):
             # Every path branches on every code of the previous level. The gates are split before
             # the broadcast, so no [B, P, K_prev, 4H] tensor is built: four of [B, P, K_prev, H].
+            if level == last and 0 < prefixes < int(np.prod(self.sizes[:last])):
+                return self._last_level_pruned(probs, per_example, per_code, (h, c), prefixes)
             per_path = per_example[:, None, :] + tf.einsum("bph,hg->bpg", h, recurrent)  # [B, P, 4H]
             gates = [a[:, :, None, :] + b[None, None, :, :]
                      for a, b in zip(tf.split(per_path, 4, axis=-1), tf.split(per_code, 4, axis=-1))]
@@ -257,6 +276,47 @@ class RQRegModel(base.ValueModel):
             if level + 1 < len(self.sizes):
                 per_code = tf.matmul(self.code_embeddings[level](tf.range(size, dtype=tf.int64)), kernel[:embed])
         return probs
+
+    def _last_level_pruned(self, probs: tf.Tensor, per_example: tf.Tensor, per_code: tf.Tensor, state,
+                           prefixes: int) -> tf.Tensor:
+        """The leaf probabilities [B, Π K_l] when only `prefixes` code prefixes per row branch on the
+        last level's codes (`leaf_probabilities`).
+
+        Args:
+          probs: the probability of every prefix, [B, Q], Q = Π_{l<L} K_l.
+          per_example: the rows' part of the LSTM pre-activations, [B, 4H]; per_code: the part of
+            each code of level L-1, [K, 4H]; state: (h, c) of the prefixes' parents (their first L-2
+            codes), [B, Q/K, H] each.
+
+        A kept prefix's probability is spread over the last level's codes by the LSTM, exactly as in
+        the full tree; every other prefix keeps its whole probability on one leaf, its path with the
+        last-level code whose centroid is nearest 0 (the residual left after the levels above). So
+        the probability of every prefix, hence of every code of the levels above, is exact, and the
+        greedy codes are those of the full tree; a prefix starting with the zero code decodes to 0
+        whatever its last code, so those are never expanded for their value.
+        """
+        batch = tf.shape(probs)[0]
+        last = len(self.sizes) - 1
+        greedy = self._greedy_codes(probs, self.sizes[:last])  # [B, L-1]
+        total = int(np.prod(self.sizes[:last]))
+        strides = np.cumprod([1] + self.sizes[1:last][::-1])[::-1]  # of each code in a prefix's index
+        greedy_prefix = tf.reduce_sum(tf.cast(greedy, tf.int32) * tf.constant(strides, tf.int32)[None, :], axis=1)
+        zero_prefix = tf.constant(np.arange(total) < total // self.sizes[0])
+        score = tf.where(zero_prefix[None, :], -1.0, probs)
+        score = tf.where(tf.one_hot(greedy_prefix, total) > 0, 2.0, score)  # the greedy prefix always
+        _, kept = tf.math.top_k(score, k=prefixes)  # [B, M]
+        parent, code = kept // self.sizes[last - 1], kept % self.sizes[last - 1]
+        h, c = (tf.gather(s, parent, batch_dims=1) for s in state)  # [B, M, H]
+        gates = (per_example[:, None, :] + tf.einsum("bph,hg->bpg", h, self.cell.recurrent_kernel)
+                 + tf.gather(per_code, code))  # [B, M, 4H]
+        h, _ = self._lstm_update(tf.split(gates, 4, axis=-1), c)
+        p = tf.nn.softmax(self.heads[last](h))  # [B, M, K_L]
+        collapsed = tf.one_hot(self._collapse_code, self.sizes[last])
+        grid = probs[:, :, None] * collapsed[None, None, :]  # [B, Q, K_L]: every prefix on one leaf
+        rows = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(kept))
+        updates = tf.gather(probs, kept, batch_dims=1)[:, :, None] * (p - collapsed[None, None, :])
+        grid = tf.tensor_scatter_nd_add(grid, tf.stack([rows, kept], axis=-1), updates)
+        return tf.reshape(grid, [batch, -1])
 
     def _lstm_update(self, gates: Sequence[tf.Tensor], c: tf.Tensor):
         """`self.cell`'s update from the pre-activations of its gates (i, f, c, o; each [..., H])
@@ -351,46 +411,56 @@ class RQRegModel(base.ValueModel):
     def serving_outputs(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """Serving outputs, all in label units: `prediction`, `median`, `lower`/`upper` (the
         INTERVAL_QUANTILES of the predictive distribution) [B], and greedy `codes` [B, L]."""
-        lower_q, upper_q = base.INTERVAL_QUANTILES
-        if self.decoding == "tree":
-            probs = self.leaf_probabilities(inputs)
-            order = tf.broadcast_to(self._leaf_order[None, :], tf.shape(probs))
-            values = tf.broadcast_to(self._leaf_values[None, :], tf.shape(probs))
-            outputs = {"prediction": tf.linalg.matvec(probs, self._leaf_values),
-                       "codes": self._greedy_codes(probs)}
+        if self.decoding in ("tree", "pruned"):
+            probs = self.leaf_probabilities(inputs, self.beam_width if self.decoding == "pruned" else 0)
+            # The leaves' values are fixed, so their order is too: one column permutation sorts every row.
+            sorted_probs = tf.gather(probs, self._leaf_order, axis=1)
+            outputs = {"prediction": tf.linalg.matvec(probs, self._leaf_values), "codes": self._greedy_codes(probs)}
+            outputs.update(_quantiles(sorted_probs, self._sorted_leaf_values))
+            return outputs
+        context = self.encoder(inputs)  # once for the beam and the greedy walk
+        probs, values_t, _ = self._beam(context, self.beam_width)
+        values = label_transform.inverse(values_t, self.label_transform_name)
+        order = tf.argsort(values, axis=1, stable=True)
+        codes, greedy_value, expectation = self._greedy_walk(context)
+        outputs = {"codes": codes}
+        if self.decoding == "beam":
+            outputs["prediction"] = tf.reduce_sum(probs * values, axis=1)
+        elif self.decoding == "greedy":
+            outputs["prediction"] = label_transform.inverse(greedy_value, self.label_transform_name)
         else:
-            context = self.encoder(inputs)  # once for the beam and the greedy walk
-            probs, values_t, _ = self._beam(context, self.beam_width)
-            values = label_transform.inverse(values_t, self.label_transform_name)
-            order = tf.argsort(values, axis=1, stable=True)
-            codes, greedy_value, expectation = self._greedy_walk(context)
-            outputs = {"codes": codes}
-            if self.decoding == "beam":
-                outputs["prediction"] = tf.reduce_sum(probs * values, axis=1)
-            elif self.decoding == "greedy":
-                outputs["prediction"] = label_transform.inverse(greedy_value, self.label_transform_name)
-            else:
-                outputs["prediction"] = label_transform.inverse(expectation, self.label_transform_name)
-        cumulative = tf.cumsum(tf.gather(probs, order, batch_dims=1), axis=1)
-        sorted_values = tf.gather(values, order, batch_dims=1)
-
-        def quantile(q: float) -> tf.Tensor:
-            rank = tf.argmax(tf.cast(cumulative >= q, tf.int32), axis=1)
-            return tf.gather(sorted_values, rank, batch_dims=1)
-
-        outputs.update(median=quantile(0.5), lower=quantile(lower_q), upper=quantile(upper_q))
+            outputs["prediction"] = label_transform.inverse(expectation, self.label_transform_name)
+        outputs.update(_quantiles(tf.gather(probs, order, batch_dims=1), tf.gather(values, order, batch_dims=1)))
         return outputs
 
-    def _greedy_codes(self, probs: tf.Tensor) -> tf.Tensor:
-        """Coarse to fine: the most probable code of each level given the codes chosen above it, [B, L]."""
-        joint = tf.reshape(probs, [-1] + self.sizes)
+    def _greedy_codes(self, probs: tf.Tensor, sizes: Sequence[int] = ()) -> tf.Tensor:
+        """Coarse to fine: the most probable code of each level given the codes chosen above it, [B, L],
+        from the probabilities of the code paths through the first len(sizes) levels (default: all)."""
+        sizes = list(sizes or self.sizes)
+        joint = tf.reshape(probs, [-1] + sizes)
         codes = []
-        for level in range(len(self.sizes)):
-            marginal = tf.reduce_sum(joint, axis=list(range(2, len(self.sizes) - level + 1)))
+        for level in range(len(sizes)):
+            marginal = tf.reduce_sum(joint, axis=list(range(2, len(sizes) - level + 1)))
             code = tf.argmax(marginal, axis=1)
             codes.append(code)
             joint = tf.gather(joint, code, axis=1, batch_dims=1)
         return tf.stack(codes, axis=1)
+
+
+def _quantiles(sorted_probs: tf.Tensor, sorted_values: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """`median`, `lower` and `upper` [B] of discrete distributions: probabilities [B, P] of values
+    in ascending order, the values [P] shared by every row or [B, P] per row.
+
+    The q-quantile is the first value whose cumulative probability reaches q (the last value if
+    rounding leaves the total below q), found by a binary search of each row's cumulative sum.
+    """
+    lower_q, upper_q = base.INTERVAL_QUANTILES
+    cumulative = tf.cumsum(sorted_probs, axis=1)
+    levels = tf.broadcast_to(tf.constant([[0.5, lower_q, upper_q]], cumulative.dtype), [tf.shape(cumulative)[0], 3])
+    ranks = tf.minimum(tf.searchsorted(cumulative, levels, side="left"), tf.shape(cumulative)[1] - 1)
+    batch_dims = 1 if sorted_values.shape.rank == 2 else 0
+    median, lower, upper = tf.unstack(tf.gather(sorted_values, ranks, batch_dims=batch_dims), axis=1)
+    return {"median": median, "lower": lower, "upper": upper}
 
 
 class SamplingSchedule(keras.callbacks.Callback):

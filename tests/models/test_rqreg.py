@@ -89,6 +89,69 @@ def test_predict_outputs_are_in_label_units_and_bounded_by_the_leaves():
     assert np.all(lower <= median) and np.all(median <= upper)
 
 
+def _leaf_quantile(values, probs, q):
+    """Reference: the first value, in ascending order, whose cumulative probability reaches q."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(probs[order].astype(np.float64))
+    return values[order][min(np.searchsorted(cumulative, q, side="left"), len(values) - 1)]
+
+
+def test_tree_median_and_interval_are_the_quantiles_of_the_leaf_distribution():
+    tf.keras.utils.set_random_seed(5)
+    inputs, _, book = _data(64)
+    model = _model(book)
+    outputs = model.serving_outputs(inputs)
+    probs, values = model.leaf_probabilities(inputs).numpy(), model._leaf_values.numpy()
+    for key, q in (("median", 0.5), ("lower", base.INTERVAL_QUANTILES[0]), ("upper", base.INTERVAL_QUANTILES[1])):
+        expected = [_leaf_quantile(values, row, q) for row in probs]
+        np.testing.assert_allclose(outputs[key].numpy(), expected, rtol=1e-6, err_msg=key)
+    np.testing.assert_allclose(outputs["prediction"].numpy(), probs @ values, rtol=1e-5)
+
+
+def test_pruned_tree_keeps_every_prefix_probability_and_expands_the_kept_prefixes_exactly():
+    tf.keras.utils.set_random_seed(7)
+    inputs, _, book = _data(32)
+    model = _model(book)
+    exact = model.leaf_probabilities(inputs).numpy().reshape(32, -1, SIZES[-1])
+    pruned = model.leaf_probabilities(inputs, prefixes=3).numpy().reshape(32, -1, SIZES[-1])
+    np.testing.assert_allclose(pruned.sum(axis=2), exact.sum(axis=2), rtol=1e-5, atol=1e-7)
+    collapsed = np.argmin(np.abs(book[-1]))
+    expanded = np.abs(pruned - exact).max(axis=2) < 1e-6
+    on_one_leaf = np.isclose(pruned[:, :, collapsed], pruned.sum(axis=2), rtol=1e-5, atol=1e-8)
+    assert np.all(expanded | on_one_leaf)
+    assert np.all(expanded.sum(axis=1) >= 3)  # the 3 kept prefixes (others may match by chance)
+
+
+def test_pruned_tree_mean_is_within_the_last_level_spread_of_the_pruned_prefixes():
+    """Each pruned prefix moves the mean by at most its probability times the range of its leaves' values."""
+    inputs, t, book = _data(256)
+    model = _trained(book, inputs, t)
+    sample = {k: v[:40] for k, v in inputs.items()}
+    values = model._leaf_values.numpy().reshape(-1, SIZES[-1])
+    exact = model.leaf_probabilities(sample).numpy().reshape(40, -1, SIZES[-1])
+    tree = model.serving_outputs(sample)
+    model.decoding, model.beam_width = "pruned", 2
+    pruned = model.serving_outputs(sample)
+    expanded = np.abs(model.leaf_probabilities(sample, 2).numpy().reshape(40, -1, SIZES[-1]) - exact).max(axis=2) < 1e-6
+    bound = np.where(expanded, 0.0, exact.sum(axis=2) * np.ptp(values, axis=1)[None, :]).sum(axis=1)
+    assert np.all(np.abs(pruned["prediction"].numpy() - tree["prediction"].numpy()) <= bound + 1e-3)
+    np.testing.assert_array_equal(pruned["codes"].numpy(), tree["codes"].numpy())
+
+
+def test_pruning_no_prefix_that_changes_a_value_serves_the_tree():
+    """With every prefix not under the zero code kept (those decode to 0 whatever their last code),
+    the pruned tree serves exactly the tree's outputs."""
+    inputs, t, book = _data(256)
+    model = _trained(book, inputs, t)
+    sample = {k: v[:40] for k, v in inputs.items()}
+    tree = model.serving_outputs(sample)
+    model.decoding = "pruned"
+    model.beam_width = (SIZES[0] - 1) * SIZES[1] + 1  # every non-zero prefix, and the greedy one
+    pruned = model.serving_outputs(sample)
+    for key in ("prediction", "median", "lower", "upper", "codes"):
+        np.testing.assert_allclose(pruned[key].numpy(), tree[key].numpy(), rtol=1e-5, atol=1e-4, err_msg=key)
+
+
 def test_greedy_codes_follow_the_most_probable_first_level_code():
     inputs, _, book = _data(6)
     model = _model(book)

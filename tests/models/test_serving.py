@@ -128,11 +128,12 @@ def test_every_row_scores_the_same_alone_as_among_bad_rows(kind_signatures):
     assert {key: value.shape[0] for key, value in empty.items()} == {key: 0 for key in together}
 
 
-@pytest.mark.parametrize("kind", ["rqreg", "mse"])
-def test_scoring_in_chunks_equals_scoring_at_once(kind, transform_output):
+@pytest.mark.parametrize("kind, settings", [("rqreg", {}), ("rqreg", {"decoding": "pruned", "beam_width": 2}),
+                                            ("mse", {})])
+def test_scoring_in_chunks_equals_scoring_at_once(kind, settings, transform_output):
     rows = [_without_label(r) for r in _rows(45, seed=2)]
-    _, chunked = _signatures(kind, transform_output, serving_chunk_rows=8)
-    _, whole = _signatures(kind, transform_output, serving_chunk_rows=1000)
+    _, chunked = _signatures(kind, transform_output, serving_chunk_rows=8, **settings)
+    _, whole = _signatures(kind, transform_output, serving_chunk_rows=1000, **settings)
     got, expected = _serve(chunked["serving_default"], rows), _serve(whole["serving_default"], rows)
     assert set(got) == set(expected)
     for key in expected:
