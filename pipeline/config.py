@@ -154,8 +154,10 @@ class ModelConfig:
     rnc_representation: str = "codes"  # what Rank-N-Contrast orders: codes | features (models/rqreg.py)
     sampling_probability: float = 0.25
     code_smoothing: float = 0.0  # RQ-Reg soft code targets, σ in code spacings (models/rqreg.py); 0: one-hot
-    decoding: str = "tree"  # RQ-Reg serving: tree | beam | greedy | expectation (models/rqreg.py)
-    beam_width: int = 4  # code prefixes kept per level by the beam decodings
+    # RQ-Reg serving: pruned (the default: the code tree with the last level expanded under the
+    # beam_width likeliest prefixes) | tree (exact) | beam | greedy | expectation (models/rqreg.py)
+    decoding: str = "pruned"
+    beam_width: int = 4  # code prefixes expanded by pruned / kept per level by beam
     serving_chunk_rows: int = 1024  # rows serving_default scores at once: bounds its memory (models/serving.py)
     interval_groups: int = 4  # served interval calibrated within this many predicted-value groups (models/calibration.py)
     mean_calibration: str = "scale"  # map of the served mean fitted on the valid split (models/mean_calibration.py)
