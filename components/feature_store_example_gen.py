@@ -449,6 +449,11 @@ class _PrivilegedChunks:
     def add(self, frame: pd.DataFrame, splits: np.ndarray) -> pd.DataFrame:
         spec, privileged = self.spec, self.privileged
         training = np.isin(splits, list(privileged.splits))
+        extended = frame.copy()
+        for name in privileged.names:
+            extended[name] = np.nan
+        if not training.any():  # a chunk of eval rows only
+            return extended
         try:
             values = privileged_retrieval.forward_values(frame[training], spec.feast_repo, spec.timestamp_column,
                                                          privileged)
@@ -457,13 +462,13 @@ class _PrivilegedChunks:
         self._values.append(values.astype("float64"))
         self._labels.append(pd.to_numeric(frame.loc[training, spec.label], errors="coerce").astype("float64"))
         self.lacking += int(values.isna().any(axis=1).sum())
-        extended = frame.copy()
         for name in privileged.names:
-            extended[name] = np.nan
             extended.loc[training, name] = values[name].to_numpy()
         return extended
 
     def check(self) -> None:
+        if not self._values:
+            return
         try:
             privileged_retrieval.check_not_label(pd.concat(self._values), pd.concat(self._labels), self.spec.label)
         except privileged_retrieval.PrivilegedRetrievalError as e:

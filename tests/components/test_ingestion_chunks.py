@@ -58,14 +58,13 @@ def _ingested(spec, tmp_path, chunk_rows, **kwargs):
 
 def test_small_chunks_write_exactly_what_one_chunk_writes(ltv, tmp_path):
     counts, whole = _ingested(ltv, tmp_path, WHOLE)
-    for chunk_rows in (7, 64):
-        assert _ingested(ltv, tmp_path, chunk_rows) == (counts, whole)  # same examples, splits and order
+    assert _ingested(ltv, tmp_path, 37) == (counts, whole)  # 9 chunks: same examples, splits and order
     assert sum(counts[f"{split}_examples"] for split in ingest.SPLITS) == 300
 
 
 def test_the_examples_are_those_of_the_whole_frame_encoding(ltv, tmp_path):
     """Each split holds, in spine order, the rows whose entity hashes to it, as `to_examples` encodes them."""
-    _, written = _ingested(ltv, tmp_path, 16)
+    _, written = _ingested(ltv, tmp_path, 100)
     frame = ingest.retrieve(ltv)
     splits = ingest.splits_of(frame, ltv)
     for split in ingest.SPLITS:
@@ -134,16 +133,24 @@ def test_rows_without_features_are_counted_across_chunks(own, tmp_path):
 
 
 def test_privileged_features_are_the_same_in_chunks(tmp_path):
-    data = datasets.prepare("cdnow_snapshots", str(tmp_path / "snapshots"), rows=40)
+    data = datasets.prepare("cdnow_snapshots", str(tmp_path / "snapshots"), rows=20)
     spec = ingest.IngestionSpec.from_data_config(data)
     view = definitions.CDNOW_SNAPSHOTS_VIEW
     privileged = privileged_retrieval.PrivilegedSpec(names=("spend_next",), refs=(f"{view}:total_spend",),
                                                      reads=("change",), window_days=30)
     counts, whole = _ingested(spec, tmp_path, WHOLE, privileged=privileged)
     assert "rows_without_privileged_features" in counts
-    assert _ingested(spec, tmp_path, 9, privileged=privileged) == (counts, whole)
+    assert _ingested(spec, tmp_path, 25, privileged=privileged) == (counts, whole)
     assert not any("spend_next" in e.features.feature for e in whole["eval"])
     assert any("spend_next" in e.features.feature for e in whole["train"])
+    # The label check sees every training row, not one chunk's.
+    spine = _spine(spec)
+    frame = ingest.retrieve(spec)
+    spine[spec.label] = privileged_retrieval.forward_values(frame, spec.feast_repo, spec.timestamp_column,
+                                                            privileged)["spend_next"].to_numpy()
+    leaking = _with_spine(spec, spine, tmp_path, "leaking.parquet", chunk_rows=40)
+    with pytest.raises(ingest.IngestionError, match="'spend_next' equals the label 'label' on 100.0%"):
+        ingest.ingest(leaking, str(tmp_path / "leaking"), privileged=privileged)
 
 
 def test_chunk_rows_must_be_positive(ltv):
