@@ -492,6 +492,7 @@ def ingest(spec: IngestionSpec, output_uri: str, span: int = 0, privileged=None)
         for frame in chunks:
             splits = splits_of(frame, spec)
             writer.write(forward.add(frame, splits) if forward else frame, splits)
+            logging.info("ingested %d of %d spine rows", frame.index[-1] + 1, checked.rows)
     finally:
         writer.close()
     retriever.check(checked.rows)
