@@ -13,7 +13,7 @@ store interface, so this works for any offline store.
 """
 
 import datetime
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -85,8 +85,13 @@ def _duration(ttl: datetime.timedelta) -> str:
 
 
 def describe(rows: pd.DataFrame, found: pd.DataFrame, view: str, entity_columns: Sequence[str],
-             time_column: str, ttl: Optional[datetime.timedelta]) -> List[str]:
-    """One line per cause found in `found` (from `absence` on `rows`): the count and the first row as example."""
+             time_column: str, ttl: Optional[datetime.timedelta],
+             counts: Optional[Mapping[str, int]] = None) -> List[str]:
+    """One line per cause found in `found` (from `absence` on `rows`): the count and the first row as example.
+
+    `counts` (cause -> rows) replaces the counts of `found` when it holds only the examples of rows
+    counted elsewhere (the ingestion, which reads the spine in chunks).
+    """
     lines = []
     for cause in (UNKNOWN, ONLY_LATER, EXPIRED):
         hit = found.index[found["cause"] == cause]
@@ -95,7 +100,8 @@ def describe(rows: pd.DataFrame, found: pd.DataFrame, view: str, entity_columns:
         example = rows.loc[hit[0]]
         entity = ", ".join(f"{c}={_entity_text(example[c])}" for c in entity_columns)
         where = f"{entity} at {example[time_column]}"
-        count = f"{len(hit)} row{'s' if len(hit) != 1 else ''}"
+        rows_hit = counts[cause] if counts else len(hit)
+        count = f"{rows_hit} row{'s' if rows_hit != 1 else ''}"
         if cause == UNKNOWN:
             text = f"{count} whose entity is not in the feature store (e.g. {where})"
         elif cause == ONLY_LATER:

@@ -16,13 +16,16 @@ missing and counted. Each feature view is retrieved on its own, so a row missing
 the features of the others. Any stop names the split or feature view, the column, how many rows
 and one example entity.
 
-Examples are written directly with `tf.train.Example` (TFX's dict/Parquet conversion turns 0, 0.0
-and "" into missing values, and zero is the most common label here). Encoding: entity columns
--> bytes; the prediction time -> int64 epoch seconds; the label and numeric features -> float;
-categorical features -> bytes of their text, integer categories (Feast Int32/Int64) as digits
-("3", never "3.0", whatever else is missing); a missing value (None/NaN) -> the feature is absent.
-Rows are split by a hash of the entity key into train, valid (the Trainer's early stopping) and
-eval (TFMA's evaluation only), so an entity never sits in two splits.
+Rows are split by a hash of the entity key into train, valid and eval, and written as tf.Examples
+(`components/training_examples.py`: the encoding, zero labels kept).
+
+Memory: the spine is read twice, a chunk of `chunk_rows` rows at a time (`components/spine_chunks.py`).
+The first pass checks it whole, keeping counts and one example per fault, not rows (and an 8-byte
+hash per row to find repeated rows). The second retrieves each chunk from Feast, encodes it and
+appends it to the split files; rows without features are counted by view and cause across chunks,
+and their share is checked after the last chunk. So memory holds one chunk, plus what Feast's
+offline store reads to answer it, whatever the number of rows; the examples do not depend on
+`chunk_rows`.
 
 Privileged features (distillation): with `privileged_json`, the rows of the train and valid splits
 also get features read from the window after their prediction time, by the one forward-looking
@@ -37,82 +40,185 @@ whole spine is span 0.
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 
-from components import feature_presence, label_rules, point_in_time, privileged_retrieval
+from components import (
+    feature_presence,
+    label_rules,
+    point_in_time,
+    privileged_retrieval,
+    spine_chunks,
+)
+from components.ingestion_spec import NOTHING_KEPT, IngestionError, IngestionSpec
+from components.training_examples import (  # noqa: F401 (to_examples, write_examples: this module's interface)
+    SPLITS,
+    ExampleWriter,
+    entity_keys_of,
+    split_of,
+    splits_of,
+    to_examples,
+    write_examples,
+)
 from schemas import features
 
-SPLITS = ("train", "valid", "eval")
-_NOTHING_KEPT = "nothing was trained or pushed"
+_NOTHING_KEPT = NOTHING_KEPT
 
 
-class IngestionError(ValueError):
-    """The spine or the feature store cannot produce examples; the message names the field."""
+def _raw_spine(spec: IngestionSpec) -> Iterator[pd.DataFrame]:
+    """The spine's columns in chunks of `spec.chunk_rows` rows, as read (columns checked first)."""
+    if not os.path.exists(spec.spine):
+        raise IngestionError(f"data.spine: file {spec.spine!r} does not exist")
+    columns = spine_chunks.columns_of(spec.spine)
+    for column in [*spec.entity_columns, spec.timestamp_column, spec.label]:
+        if column not in columns:
+            raise IngestionError(f"spine column {column!r} is missing from {spec.spine!r} (columns: {columns})")
+    return spine_chunks.raw_chunks(spec.spine, columns, spec.chunk_rows)
 
 
-@dataclasses.dataclass(frozen=True)
-class IngestionSpec:
-    """What to retrieve: mirrors `pipeline.config.DataConfig` (kept plain so it serialises to JSON)."""
+def _with_utc_times(chunk: pd.DataFrame, spec: IngestionSpec) -> pd.DataFrame:
+    try:
+        chunk[spec.timestamp_column] = pd.to_datetime(chunk[spec.timestamp_column], utc=True)
+    except (ValueError, TypeError) as e:
+        raise IngestionError(f"spine column {spec.timestamp_column!r}: not a timestamp ({e})") from None
+    return chunk
 
-    feast_repo: str
-    spine: str
-    entity_columns: Sequence[str]
-    feature_refs: Sequence[str]
-    numeric_features: Sequence[str]
-    categorical_features: Sequence[str]
-    timestamp_column: str
-    label: str
-    eval_fraction: float
-    validation_fraction: float = 0.0
-    span_days: int = 0
-    span_origin: str = "1970-01-05"
-    max_missing_feature_share: float = 0.0
 
-    @classmethod
-    def from_data_config(cls, data) -> "IngestionSpec":
-        return cls(**{f.name: getattr(data, f.name) for f in dataclasses.fields(cls)})
+def _spine_pieces(spec: IngestionSpec, span: Optional[int]) -> Iterator[pd.DataFrame]:
+    """The rows of span `span` (all rows with None or without spans) as read, times UTC, indexed by position."""
+    window = span_window(span, spec) if spec.span_days and span is not None else None
+    position = 0
+    for chunk in _raw_spine(spec):
+        chunk = _with_utc_times(chunk, spec)
+        if window is not None:
+            times = chunk[spec.timestamp_column]
+            chunk = chunk[(times >= window[0]) & (times < window[1])]
+        chunk.index = pd.RangeIndex(position, position + len(chunk))
+        position += len(chunk)
+        yield chunk
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
-    @classmethod
-    def from_json(cls, text: str) -> "IngestionSpec":
-        return cls(**json.loads(text))
+def spine_in_chunks(spec: IngestionSpec, span: Optional[int] = None) -> Iterator[pd.DataFrame]:
+    """The spine rows of span `span` in chunks of exactly `spec.chunk_rows` (the last: the rest), in spine
+    order, indexed by their position among those rows. Call `survey` first: this does not check rows."""
+    return spine_chunks.rebatched(_spine_pieces(spec, span), spec.chunk_rows)
 
 
 def read_spine(spec: IngestionSpec) -> pd.DataFrame:
-    """Reads and checks the spine; timestamps become tz-aware UTC."""
-    if not os.path.exists(spec.spine):
-        raise IngestionError(f"data.spine: file {spec.spine!r} does not exist")
-    if spec.spine.endswith(".csv"):
-        spine = pd.read_csv(spec.spine)
-    else:
-        spine = pd.read_parquet(spec.spine)
-    for column in [*spec.entity_columns, spec.timestamp_column, spec.label]:
-        if column not in spine.columns:
-            raise IngestionError(f"spine column {column!r} is missing from {spec.spine!r} "
-                                 f"(columns: {list(spine.columns)})")
-    for column in spec.entity_columns:
-        if spine[column].isna().any():
-            raise IngestionError(f"spine column {column!r}: {int(spine[column].isna().sum())} rows have no entity id")
-    try:
-        spine[spec.timestamp_column] = pd.to_datetime(spine[spec.timestamp_column], utc=True)
-    except (ValueError, TypeError) as e:
-        raise IngestionError(f"spine column {spec.timestamp_column!r}: not a timestamp ({e})") from None
-    if spine[spec.timestamp_column].isna().any():
+    """Reads and checks the whole spine; timestamps become tz-aware UTC."""
+    survey(spec)
+    return pd.concat(list(_spine_pieces(spec, None)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Survey:
+    """What the checks of the whole spine found: its rows (of the span surveyed) and its latest span."""
+
+    rows: int
+    latest_span: int
+
+
+def survey(spec: IngestionSpec, span: Optional[int] = None) -> Survey:
+    """Checks the spine a chunk at a time, keeping counts and first examples, not rows.
+
+    Every spine row: entity ids present, a prediction time. With `span` given, its rows also: some
+    rows in the span, each label present, a number, finite and not negative, each (entity, prediction
+    time) once.
+
+    Raises:
+      IngestionError naming the column, the count and an example (per split for labels).
+    """
+    missing_ids = dict.fromkeys(spec.entity_columns, 0)
+    time_error, times_missing, total, selected, latest = None, False, 0, 0, None
+    window = span_window(span, spec) if spec.span_days and span is not None else None
+    labels, hashes = spine_chunks.FaultCounter(), []
+    for chunk in _raw_spine(spec):
+        total += len(chunk)
+        for column in spec.entity_columns:
+            missing_ids[column] += int(chunk[column].isna().sum())
+        if time_error or any(missing_ids.values()):
+            continue
+        try:
+            chunk = _with_utc_times(chunk, spec)
+        except IngestionError as e:
+            time_error = e
+            continue
+        times = chunk[spec.timestamp_column]
+        if times.isna().any():
+            times_missing = True
+            continue
+        if spec.span_days and len(chunk):
+            latest = max(latest or 0, int(span_numbers(times, spec.span_days, spec.span_origin).max()))
+        if span is None:
+            continue
+        if window is not None:
+            chunk = chunk[(times >= window[0]) & (times < window[1])]
+        chunk.index = pd.RangeIndex(selected, selected + len(chunk))
+        selected += len(chunk)
+        _count_label_faults(chunk, spec, labels)
+        hashes.append(spine_chunks.pair_hashes(chunk, spec.entity_columns, spec.timestamp_column))
+    for column, count in missing_ids.items():
+        if count:
+            raise IngestionError(f"spine column {column!r}: {count} rows have no entity id")
+    if time_error:
+        raise time_error
+    if times_missing:
         raise IngestionError(f"spine column {spec.timestamp_column!r}: some rows have no prediction time")
-    if spine.empty:
+    if not total:
         raise IngestionError(f"data.spine: {spec.spine!r} has no rows")
-    return spine
+    if span is not None:
+        if window is not None and not selected:
+            raise IngestionError(f"span {span}: the spine has no rows with {spec.timestamp_column!r} in "
+                                 f"[{window[0].date()}, {window[1].date()}) (spans: data.span_days={spec.span_days})")
+        _raise_label_faults(labels, spec)
+        _check_unique_rows(np.concatenate(hashes) if hashes else np.zeros(0, np.uint64), spec, span)
+    return Survey(selected, latest or 0)
+
+
+def _count_label_faults(chunk: pd.DataFrame, spec: IngestionSpec, counter: spine_chunks.FaultCounter) -> None:
+    faults = label_rules.label_faults(chunk[spec.label])
+    if not faults:
+        return
+    splits = entity_keys_of(chunk, spec).map(lambda k: split_of(k, spec.eval_fraction, spec.validation_fraction))
+    for fault, mask in faults.items():
+        for split in SPLITS:
+            rows = chunk.index[mask & (splits == split).to_numpy()]
+            counter.add(fault, split, len(rows),
+                        lambda: f"{_example(chunk, rows[0], spec)}: {chunk.at[rows[0], spec.label]!r}")
+
+
+def _raise_label_faults(counter: spine_chunks.FaultCounter, spec: IngestionSpec) -> None:
+    """Raises IngestionError naming, per split and fault, how many spine rows have a label that is
+    missing, not a number, infinite or negative, with one example each."""
+    lines = counter.lines(label_rules.FAULTS, SPLITS, lambda fault, split, count, example:
+                          f"split {split!r}: {_rows(count)} with {fault} (e.g. {example})")
+    if lines:
+        raise IngestionError(f"data.label {spec.label!r}: labels must be present, numeric, finite and not "
+                             f"negative (zero is a valid label); {_NOTHING_KEPT}:\n  " + "\n  ".join(lines))
+
+
+def _check_unique_rows(hashes: np.ndarray, spec: IngestionSpec, span: int) -> None:
+    """Raises IngestionError when spine rows repeat an (entity, prediction time), with the count and an example.
+
+    Rows whose hashes collide are read again and compared, so only true repeats count.
+    """
+    candidates = spine_chunks.duplicated_positions(hashes)
+    if not len(candidates):
+        return
+    rows = spine_chunks.rows_at(spine_in_chunks(spec, span), candidates)
+    keys = pd.DataFrame({"key": entity_keys_of(rows, spec), "time": rows[spec.timestamp_column]}, index=rows.index)
+    repeated = keys.duplicated(keep=False)
+    if repeated.any():
+        example = _example(rows, rows.index[repeated][0], spec)
+        raise IngestionError(f"data.spine: {int(repeated.sum())} spine rows share their "
+                             f"({', '.join(spec.entity_columns)}) and {spec.timestamp_column!r} with another row "
+                             f"(e.g. {example}); make each (entity, prediction time) unique; {_NOTHING_KEPT}")
 
 
 def span_numbers(timestamps: pd.Series, span_days: int, span_origin: str) -> np.ndarray:
@@ -138,23 +244,7 @@ def span_window(span: int, spec: IngestionSpec) -> Tuple[pd.Timestamp, pd.Timest
 
 def latest_span(spec: IngestionSpec) -> int:
     """The span of the latest prediction time in the spine; 0 when the spine is not cut into spans."""
-    if not spec.span_days:
-        return 0
-    spine = read_spine(spec)
-    return int(span_numbers(spine[spec.timestamp_column], spec.span_days, spec.span_origin).max())
-
-
-def select_span(spine: pd.DataFrame, spec: IngestionSpec, span: int) -> pd.DataFrame:
-    """The spine rows of span `span` (all rows when spans are off)."""
-    if not spec.span_days:
-        return spine
-    start, end = span_window(span, spec)
-    times = spine[spec.timestamp_column]
-    rows = spine[(times >= start) & (times < end)]
-    if rows.empty:
-        raise IngestionError(f"span {span}: the spine has no rows with {spec.timestamp_column!r} in "
-                             f"[{start.date()}, {end.date()}) (spans: data.span_days={spec.span_days})")
-    return rows
+    return survey(spec).latest_span if spec.span_days else 0
 
 
 def _rows(count: int) -> str:
@@ -167,34 +257,6 @@ def _example(spine: pd.DataFrame, row, spec: IngestionSpec) -> str:
     return f"{entity} at {spine.at[row, spec.timestamp_column]}"
 
 
-def check_labels(spine: pd.DataFrame, spec: IngestionSpec) -> None:
-    """Raises IngestionError naming, per split and fault, how many spine rows have a label that is
-    missing, not a number, infinite or negative, with one example each."""
-    faults = label_rules.label_faults(spine[spec.label])
-    if not faults:
-        return
-    splits = entity_keys_of(spine, spec).map(lambda k: split_of(k, spec.eval_fraction, spec.validation_fraction))
-    lines = []
-    for fault, mask in faults.items():
-        for split in SPLITS:
-            rows = spine.index[mask & (splits == split).to_numpy()]
-            if len(rows):
-                example = f"{_example(spine, rows[0], spec)}: {spine.at[rows[0], spec.label]!r}"
-                lines.append(f"split {split!r}: {_rows(len(rows))} with {fault} (e.g. {example})")
-    raise IngestionError(f"data.label {spec.label!r}: labels must be present, numeric, finite and not negative "
-                         f"(zero is a valid label); {_NOTHING_KEPT}:\n  " + "\n  ".join(lines))
-
-
-def check_unique_rows(spine: pd.DataFrame, spec: IngestionSpec) -> None:
-    """Raises IngestionError when spine rows repeat an (entity, prediction time), with the count and an example."""
-    repeated = spine.duplicated([*spec.entity_columns, spec.timestamp_column], keep=False)
-    if repeated.any():
-        example = _example(spine, spine.index[repeated][0], spec)
-        raise IngestionError(f"data.spine: {int(repeated.sum())} spine rows share their "
-                             f"({', '.join(spec.entity_columns)}) and {spec.timestamp_column!r} with another row "
-                             f"(e.g. {example}); make each (entity, prediction time) unique; {_NOTHING_KEPT}")
-
-
 @dataclasses.dataclass(frozen=True)
 class Retrieval:
     """Spine rows joined with their features (`frame`), and how many rows lack some feature view's features."""
@@ -203,62 +265,107 @@ class Retrieval:
     rows_without_features: int
 
 
-def retrieval(spec: IngestionSpec, span: int = 0) -> Retrieval:
-    """Spine rows (of span `span`) joined point-in-time with their features, in spine order.
+class _Retriever:
+    """Point-in-time retrieval of one spine chunk at a time, keeping across chunks the counts (and first
+    examples) of rows without features, by feature view and cause."""
+
+    def __init__(self, spec: IngestionSpec):
+        from feast import FeatureStore  # heavy import, only where retrieval happens
+
+        self.spec = spec
+        self.store = FeatureStore(repo_path=spec.feast_repo)
+        self.views = [(_feature_view(self.store, name, spec), refs)
+                      for name, refs in _refs_by_view(spec.feature_refs).items()]
+        self.feature_names = [ref.split(":", 1)[1] for ref in spec.feature_refs]
+        self.types = {field.name: field.dtype for view, _ in self.views for field in view.features}
+        self.rows_without_features = 0
+        self._feature_times: Dict[str, pd.DataFrame] = {}
+        self._unexplained = spine_chunks.FaultCounter()
+        self._absent: Dict[str, Tuple[List[pd.DataFrame], List[pd.DataFrame], Dict[str, int]]] = {}
+
+    def features_of(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        """`chunk` (spine rows) joined with their features, same index and order."""
+        spec = self.spec
+        frame = chunk[[*spec.entity_columns, spec.timestamp_column, spec.label]].copy()
+        lacking = np.zeros(len(chunk), dtype=bool)
+        for view, refs in self.views:
+            values, returned = _retrieve_view(self.store, view, refs, chunk, spec)
+            values.index = chunk.index
+            suspects = values.isna().all(axis=1).to_numpy()
+            if suspects.any():
+                lacking |= chunk.index.isin(self._without_features(view, chunk[suspects], returned[suspects]))
+            for name in values.columns:
+                frame[name] = _keep_type(values[name], self.types.get(name))
+        self.rows_without_features += int(lacking.sum())
+        return frame[[*spec.entity_columns, spec.timestamp_column, spec.label, *self.feature_names]]
+
+    def _without_features(self, view, rows: pd.DataFrame, returned: np.ndarray) -> pd.Index:
+        """Of `rows` (all of the view's features missing), those with no feature row in their window; counts
+        them by cause, and the rows Feast left out although they have one."""
+        spec = self.spec
+        keys = [column.name for column in view.entity_columns]
+        if view.name not in self._feature_times:
+            self._feature_times[view.name] = feature_presence.feature_times(self.store, view)
+        found = feature_presence.absence(rows, self._feature_times[view.name], keys, spec.timestamp_column, view.ttl)
+        unexplained = rows.index[(found["cause"] == "").to_numpy() & ~returned]
+        self._unexplained.add(view.name, "", len(unexplained), lambda: _example(rows, unexplained[0], spec))
+        examples, causes, counts = self._absent.setdefault(view.name, ([], [], {}))
+        for cause, hit in found.groupby("cause", sort=False).groups.items():
+            if cause and cause not in counts:
+                examples.append(rows.loc[[hit[0]]])
+                causes.append(found.loc[[hit[0]]])
+            if cause:
+                counts[cause] = counts.get(cause, 0) + len(hit)
+        return found.index[found["cause"] != ""]
+
+    def check(self, total: int) -> None:
+        """Raises IngestionError if Feast left out rows that have features, or if more than
+        `max_missing_feature_share` of the `total` spine rows have no feature row of some view (by cause)."""
+        spec = self.spec
+        for view, _ in self.views:
+            if (view.name, "") in self._unexplained.found:
+                count, example = self._unexplained.found[(view.name, "")]
+                keys = [column.name for column in view.entity_columns]
+                raise IngestionError(f"feature view {view.name!r}: Feast returned no features for {_rows(count)} "
+                                     f"whose entity has a feature row in the window (e.g. {example}); check that "
+                                     f"the spine's entity columns have the type of the view's join keys {keys}")
+        causes: List[str] = []
+        for view, _ in self.views:
+            if view.name in self._absent and self._absent[view.name][2]:
+                examples, found, counts = self._absent[view.name]
+                causes += feature_presence.describe(pd.concat(examples), pd.concat(found), view.name,
+                                                    spec.entity_columns, spec.timestamp_column, view.ttl, counts)
+        _check_share(self.rows_without_features, total, causes, spec)
+
+
+def retrieved_chunks(spec: IngestionSpec, span: int = 0) -> Tuple[Survey, _Retriever, Iterator[pd.DataFrame]]:
+    """The spine's checks, then its rows (of span `span`) joined point-in-time with their features, in
+    spine order, `spec.chunk_rows` at a time. Call the retriever's `check(survey.rows)` after the last chunk.
 
     Raises:
-      IngestionError: a label fails `check_labels`, rows repeat, Feast fails, or more than
+      IngestionError: the spine fails `survey`, or a feature view is unknown; Feast fails (while iterating).
+    """
+    checked = survey(spec, span)
+    retriever = _Retriever(spec)
+    return checked, retriever, (retriever.features_of(chunk) for chunk in spine_in_chunks(spec, span))
+
+
+def retrieval(spec: IngestionSpec, span: int = 0) -> Retrieval:
+    """Spine rows (of span `span`) joined point-in-time with their features, in spine order, all at once.
+
+    Raises:
+      IngestionError: a label is bad, rows repeat, Feast fails, or more than
         `spec.max_missing_feature_share` of the rows have no feature row of some view (by cause).
     """
-    from feast import FeatureStore  # heavy import, only where retrieval happens
-
-    spine = select_span(read_spine(spec), spec, span).reset_index(drop=True)
-    check_labels(spine, spec)
-    check_unique_rows(spine, spec)
-    store = FeatureStore(repo_path=spec.feast_repo)
-    frame = spine[[*spec.entity_columns, spec.timestamp_column, spec.label]].copy()
-    lacking = np.zeros(len(spine), dtype=bool)
-    causes: List[str] = []
-    for view_name, refs in _refs_by_view(spec.feature_refs).items():
-        view = _feature_view(store, view_name, spec)
-        values, returned = _retrieve_view(store, view, refs, spine, spec)
-        suspects = values.isna().all(axis=1).to_numpy()
-        if suspects.any():
-            without, lines = _rows_without_features(store, view, spine[suspects], returned[suspects], spec)
-            lacking[without] = True
-            causes += lines
-        dtypes = {field.name: field.dtype for field in view.features}
-        for name in values.columns:
-            frame[name] = _keep_type(values[name], dtypes.get(name))
-    _check_share(int(lacking.sum()), len(spine), causes, spec)
-    feature_names = [ref.split(":", 1)[1] for ref in spec.feature_refs]
-    return Retrieval(frame[[*spec.entity_columns, spec.timestamp_column, spec.label, *feature_names]],
-                     int(lacking.sum()))
+    checked, retriever, chunks = retrieved_chunks(spec, span)
+    frame = pd.concat(list(chunks))
+    retriever.check(checked.rows)
+    return Retrieval(frame.reset_index(drop=True), retriever.rows_without_features)
 
 
 def retrieve(spec: IngestionSpec, span: int = 0) -> pd.DataFrame:
     """The joined rows of `retrieval(spec, span)`."""
     return retrieval(spec, span).frame
-
-
-def _rows_without_features(store, view, rows: pd.DataFrame, returned: np.ndarray,
-                           spec: IngestionSpec) -> Tuple[pd.Index, List[str]]:
-    """Of `rows` (all of the view's features missing), those with no feature row in their window, and
-    one line per cause; the others hold a feature row whose values are missing.
-
-    Raises IngestionError if Feast left out a row that has a feature row in its window.
-    """
-    keys = [column.name for column in view.entity_columns]
-    found = feature_presence.absence(rows, feature_presence.feature_times(store, view), keys,
-                                     spec.timestamp_column, view.ttl)
-    unexplained = rows.index[(found["cause"] == "").to_numpy() & ~returned]
-    if len(unexplained):
-        example = _example(rows, unexplained[0], spec)
-        raise IngestionError(f"feature view {view.name!r}: Feast returned no features for {_rows(len(unexplained))} "
-                             f"whose entity has a feature row in the window (e.g. {example}); check that the "
-                             f"spine's entity columns have the type of the view's join keys {keys}")
-    lines = feature_presence.describe(rows, found, view.name, spec.entity_columns, spec.timestamp_column, view.ttl)
-    return found.index[found["cause"] != ""], lines
 
 
 def _refs_by_view(refs: Sequence[str]) -> Dict[str, List[str]]:
@@ -312,95 +419,90 @@ def _check_share(without: int, total: int, causes: Sequence[str], spec: Ingestio
           "those features missing.")
 
 
-def entity_keys_of(frame: pd.DataFrame, spec: IngestionSpec) -> pd.Series:
-    """The text key of each row's entity ("|"-joined entity columns), which decides its split."""
-    return feature_presence.entity_keys(frame, spec.entity_columns)
-
-
-def _is_missing(value) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and np.isnan(value))
-
-
-def to_examples(frame: pd.DataFrame, spec: IngestionSpec) -> List[tf.train.Example]:
-    """Encodes retrieved rows as tf.Examples (see the module docstring for the encoding)."""
-    labels = pd.to_numeric(frame[spec.label]).tolist()  # checked before: every label is a number
-    timestamps = frame[spec.timestamp_column].map(lambda t: int(t.timestamp())).tolist()
-    # Columns read once as Python lists and protos filled in place: per-cell pandas access and copying
-    # sub-messages into an Example cost more than the encoding itself.
-    entities = [(name, feature_presence.entity_keys(frame, [name]).tolist()) for name in spec.entity_columns]
-    numeric = [(name, frame[name].tolist()) for name in spec.numeric_features]
-    categorical = [(name, frame[name].tolist()) for name in spec.categorical_features]
-    examples = []
-    for i in range(len(frame)):
-        example = tf.train.Example()
-        feature = example.features.feature
-        for name, values in entities:
-            feature[name].bytes_list.value.append(values[i].encode())
-        feature[spec.timestamp_column].int64_list.value.append(timestamps[i])
-        label = labels[i]
-        if not _is_missing(label):
-            feature[spec.label].float_list.value.append(float(label))
-        for name, values in numeric:
-            if not _is_missing(values[i]):
-                feature[name].float_list.value.append(float(values[i]))
-        for name, values in categorical:
-            if not _is_missing(values[i]):
-                feature[name].bytes_list.value.append(str(values[i]).encode())
-        examples.append(example)
-    return examples
-
-
-def split_of(entity_key: str, eval_fraction: float, validation_fraction: float = 0.0) -> str:
-    """Deterministic split of an entity: 'eval' for a hash-chosen `eval_fraction` of keys, 'valid'
-    for the next `validation_fraction`, 'train' for the rest."""
-    bucket = int(hashlib.sha256(entity_key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    if bucket < eval_fraction:
-        return "eval"
-    if bucket < eval_fraction + validation_fraction:
-        return "valid"
-    return "train"
-
-
-def write_examples(frame: pd.DataFrame, spec: IngestionSpec, output_uri: str) -> Dict[str, int]:
-    """Writes Split-<split>/ gzipped TFRecords under output_uri for every split; returns counts per split."""
-    examples = to_examples(frame, spec)
-    keys = entity_keys_of(frame, spec)
-    counts = {split: 0 for split in SPLITS}
-    writers = {}
-    for split in SPLITS:
-        directory = os.path.join(output_uri, f"Split-{split}")
-        tf.io.gfile.makedirs(directory)
-        writers[split] = tf.io.TFRecordWriter(os.path.join(directory, "data_tfrecord-00000-of-00001.gz"),
-                                              options="GZIP")
-    try:
-        for example, key in zip(examples, keys):
-            split = split_of(key, spec.eval_fraction, spec.validation_fraction)
-            writers[split].write(example.SerializeToString())
-            counts[split] += 1
-    finally:
-        for writer in writers.values():
-            writer.close()
-    for split, count in counts.items():
-        if count == 0:
-            raise IngestionError(f"split {split!r} is empty: {len(frame)} spine rows are too few "
-                                 f"for data.eval_fraction={spec.eval_fraction} and "
-                                 f"data.validation_fraction={spec.validation_fraction}")
-    return counts
-
-
 def with_privileged(frame: pd.DataFrame, spec: IngestionSpec, privileged: "privileged_retrieval.PrivilegedSpec"
                     ) -> Tuple[pd.DataFrame, IngestionSpec, int]:
     """`frame` with the privileged features in the rows of `privileged.splits` only (the forward retrieval of
     `components.privileged_retrieval`), the spec that writes them as numbers, and the training rows lacking some."""
-    splits = entity_keys_of(frame, spec).map(lambda key: split_of(key, spec.eval_fraction, spec.validation_fraction))
-    training = splits.isin(list(privileged.splits)).to_numpy()
+    training = np.isin(splits_of(frame, spec), list(privileged.splits))
     try:
         extended, lacking = privileged_retrieval.add_privileged(
             frame, training, spec.feast_repo, spec.timestamp_column, spec.label, privileged)
     except privileged_retrieval.PrivilegedRetrievalError as e:
         raise IngestionError(f"{e}; {_NOTHING_KEPT}") from e
-    write_spec = dataclasses.replace(spec, numeric_features=(*spec.numeric_features, *privileged.names))
-    return extended, write_spec, lacking
+    return extended, _privileged_write_spec(spec, privileged), lacking
+
+
+def _privileged_write_spec(spec: IngestionSpec, privileged) -> IngestionSpec:
+    return dataclasses.replace(spec, numeric_features=(*spec.numeric_features, *privileged.names))
+
+
+class _PrivilegedChunks:
+    """The forward retrieval a chunk at a time; the check that no privileged feature is the label runs on
+    all training rows at the end (it keeps their privileged values and labels, as floats)."""
+
+    def __init__(self, spec: IngestionSpec, privileged):
+        self.spec, self.privileged = spec, privileged
+        self.lacking = 0
+        self._values: List[pd.DataFrame] = []
+        self._labels: List[pd.Series] = []
+
+    def add(self, frame: pd.DataFrame, splits: np.ndarray) -> pd.DataFrame:
+        spec, privileged = self.spec, self.privileged
+        training = np.isin(splits, list(privileged.splits))
+        extended = frame.copy()
+        for name in privileged.names:
+            extended[name] = np.nan
+        if not training.any():  # a chunk of eval rows only
+            return extended
+        try:
+            values = privileged_retrieval.forward_values(frame[training], spec.feast_repo, spec.timestamp_column,
+                                                         privileged)
+        except privileged_retrieval.PrivilegedRetrievalError as e:
+            raise IngestionError(f"{e}; {_NOTHING_KEPT}") from e
+        self._values.append(values.astype("float64"))
+        self._labels.append(pd.to_numeric(frame.loc[training, spec.label], errors="coerce").astype("float64"))
+        self.lacking += int(values.isna().any(axis=1).sum())
+        for name in privileged.names:
+            extended.loc[training, name] = values[name].to_numpy()
+        return extended
+
+    def check(self) -> None:
+        if not self._values:
+            return
+        try:
+            privileged_retrieval.check_not_label(pd.concat(self._values), pd.concat(self._labels), self.spec.label)
+        except privileged_retrieval.PrivilegedRetrievalError as e:
+            raise IngestionError(f"{e}; {_NOTHING_KEPT}") from e
+
+
+def ingest(spec: IngestionSpec, output_uri: str, span: int = 0, privileged=None) -> Dict[str, int]:
+    """Checks the spine, then retrieves, checks, splits, encodes and writes it `spec.chunk_rows` rows at a time.
+
+    Memory holds one chunk (and what Feast reads for it), whatever the number of rows. The whole-spine
+    checks keep counts: the written files are left unpublished when one fails at the end.
+
+    Returns:
+      `<split>_examples` counts, `rows_without_features`, and with `privileged` (a
+      `privileged_retrieval.PrivilegedSpec`) `rows_without_privileged_features`.
+    """
+    checked, retriever, chunks = retrieved_chunks(spec, span)
+    forward = _PrivilegedChunks(spec, privileged) if privileged else None
+    writer = ExampleWriter(_privileged_write_spec(spec, privileged) if privileged else spec, output_uri)
+    try:
+        for frame in chunks:
+            splits = splits_of(frame, spec)
+            writer.write(forward.add(frame, splits) if forward else frame, splits)
+            logging.info("ingested %d of %d spine rows", frame.index[-1] + 1, checked.rows)
+    finally:
+        writer.close()
+    retriever.check(checked.rows)
+    if forward:
+        forward.check()
+    result = {f"{split}_examples": count for split, count in writer.checked_counts().items()}
+    result["rows_without_features"] = retriever.rows_without_features
+    if forward:
+        result["rows_without_privileged_features"] = forward.lacking
+    return result
 
 
 def input_fingerprint(spec: IngestionSpec) -> str:
@@ -452,20 +554,15 @@ def FeatureStoreExampleGen(
     """
     del fingerprint
     spec = IngestionSpec.from_json(spec_json)
-    retrieved = retrieval(spec, span)
-    frame, write_spec = retrieved.frame, spec
-    if privileged_json:
-        privileged = privileged_retrieval.PrivilegedSpec.from_json(privileged_json)
-        frame, write_spec, lacking = with_privileged(frame, spec, privileged)
-        examples.set_string_custom_property("privileged_features", ",".join(privileged.names))
-        examples.set_int_custom_property("rows_without_privileged_features", lacking)
-    counts = write_examples(frame, write_spec, examples.uri)
+    privileged = privileged_retrieval.PrivilegedSpec.from_json(privileged_json) if privileged_json else None
+    counts = ingest(spec, examples.uri, span, privileged)
     examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
     examples.span = span
-    for split, count in counts.items():
-        examples.set_int_custom_property(f"{split}_examples", count)
-    examples.set_int_custom_property("rows_without_features", retrieved.rows_without_features)
-    if retrieved.rows_without_features:
+    if privileged:
+        examples.set_string_custom_property("privileged_features", ",".join(privileged.names))
+    for name, count in counts.items():
+        examples.set_int_custom_property(name, count)
+    if counts["rows_without_features"]:
         logging.warning("%d of %d spine rows have no feature row of some feature view; kept with those features "
-                        "missing (data.max_missing_feature_share=%g)", retrieved.rows_without_features,
-                        len(retrieved.frame), spec.max_missing_feature_share)
+                        "missing (data.max_missing_feature_share=%g)", counts["rows_without_features"],
+                        sum(counts[f"{split}_examples"] for split in SPLITS), spec.max_missing_feature_share)

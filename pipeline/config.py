@@ -71,6 +71,8 @@ class DataConfig:
         the prediction time, or all older than the view's TTL). Up to it such rows are kept, with
         that view's features missing, and counted; beyond it the run stops and names the causes.
         0 (the default): any such row stops the run.
+      chunk_rows: spine rows the ingestion reads, retrieves from Feast, encodes and writes at a time;
+        it bounds the ingestion's memory (results do not depend on it).
     """
 
     feast_repo: str
@@ -88,6 +90,7 @@ class DataConfig:
     span_origin: str = "1970-01-05"
     window_spans: int = 4
     max_missing_feature_share: float = 0.0
+    chunk_rows: int = 250_000
 
     def __post_init__(self):
         if not self.entity_columns:
@@ -121,6 +124,8 @@ class DataConfig:
         if not 0.0 <= self.max_missing_feature_share <= 1.0:
             raise ConfigError(f"data.max_missing_feature_share: {self.max_missing_feature_share} must lie "
                               "between 0 and 1 (a share of the spine rows)")
+        if isinstance(self.chunk_rows, bool) or not isinstance(self.chunk_rows, int) or self.chunk_rows < 1:
+            raise ConfigError(f"data.chunk_rows: {self.chunk_rows!r} must be a positive whole number of spine rows")
         object.__setattr__(self, "span_origin", str(self.span_origin))  # YAML reads a bare date as a date
         try:
             datetime.date.fromisoformat(self.span_origin)

@@ -1,0 +1,148 @@
+"""Retrieved spine rows -> tf.Examples, split by entity into train/valid/eval and written as gzipped TFRecords.
+
+Examples are written directly with `tf.train.Example` (TFX's dict/Parquet conversion turns 0, 0.0
+and "" into missing values, and zero is the most common label here). Encoding: entity columns
+-> bytes; the prediction time -> int64 epoch seconds; the label and numeric features -> float;
+categorical features -> bytes of their text, integer categories (Feast Int32/Int64) as digits
+("3", never "3.0", whatever else is missing); a missing value (None/NaN) -> the feature is absent.
+Rows are split by a hash of the entity key into train, valid (the Trainer's early stopping) and
+eval (TFMA's evaluation only), so an entity never sits in two splits.
+
+`ExampleWriter` keeps one file per split open and takes the rows a chunk at a time, so the
+ingestion writes as it retrieves; the files are the same whatever the chunks.
+"""
+
+import hashlib
+import os
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from components import example_encoding, feature_presence
+from components.ingestion_spec import IngestionError, IngestionSpec
+
+SPLITS = ("train", "valid", "eval")
+
+
+def entity_keys_of(frame: pd.DataFrame, spec: IngestionSpec) -> pd.Series:
+    """The text key of each row's entity ("|"-joined entity columns), which decides its split."""
+    return feature_presence.entity_keys(frame, spec.entity_columns)
+
+
+def _is_missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and np.isnan(value))
+
+
+def to_examples(frame: pd.DataFrame, spec: IngestionSpec) -> List[tf.train.Example]:
+    """Encodes retrieved rows as tf.Examples (see the module docstring for the encoding)."""
+    labels = pd.to_numeric(frame[spec.label]).tolist()  # checked before: every label is a number
+    timestamps = frame[spec.timestamp_column].map(lambda t: int(t.timestamp())).tolist()
+    # Columns read once as Python lists and protos filled in place: per-cell pandas access and copying
+    # sub-messages into an Example cost more than the encoding itself.
+    entities = [(name, feature_presence.entity_keys(frame, [name]).tolist()) for name in spec.entity_columns]
+    numeric = [(name, frame[name].tolist()) for name in spec.numeric_features]
+    categorical = [(name, frame[name].tolist()) for name in spec.categorical_features]
+    examples = []
+    for i in range(len(frame)):
+        example = tf.train.Example()
+        feature = example.features.feature
+        for name, values in entities:
+            feature[name].bytes_list.value.append(values[i].encode())
+        feature[spec.timestamp_column].int64_list.value.append(timestamps[i])
+        label = labels[i]
+        if not _is_missing(label):
+            feature[spec.label].float_list.value.append(float(label))
+        for name, values in numeric:
+            if not _is_missing(values[i]):
+                feature[name].float_list.value.append(float(values[i]))
+        for name, values in categorical:
+            if not _is_missing(values[i]):
+                feature[name].bytes_list.value.append(str(values[i]).encode())
+        examples.append(example)
+    return examples
+
+
+def split_of(entity_key: str, eval_fraction: float, validation_fraction: float = 0.0) -> str:
+    """Deterministic split of an entity: 'eval' for a hash-chosen `eval_fraction` of keys, 'valid'
+    for the next `validation_fraction`, 'train' for the rest."""
+    bucket = int(hashlib.sha256(entity_key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    if bucket < eval_fraction:
+        return "eval"
+    if bucket < eval_fraction + validation_fraction:
+        return "valid"
+    return "train"
+
+
+def serialized_examples(frame: pd.DataFrame, spec: IngestionSpec) -> List[bytes]:
+    """`to_examples(frame, spec)` serialized, the same examples, faster.
+
+    Rows with every value present go through the column-wise encoder of `components.example_encoding`
+    (its only difference, an empty feature for a missing value, cannot occur there); the others
+    through `to_examples`, which leaves a missing value's feature out.
+    """
+    written = [spec.label, *spec.numeric_features, *spec.categorical_features]
+    complete = frame[written].notna().all(axis=1).to_numpy()
+    encoded = np.empty(len(frame), dtype=object)
+    if not complete.all():
+        encoded[~complete] = [example.SerializeToString() for example in to_examples(frame[~complete], spec)]
+    rows = frame[complete]
+    if len(rows):
+        columns = {name: feature_presence.entity_keys(rows, [name]) for name in spec.entity_columns}
+        columns[spec.label] = pd.to_numeric(rows[spec.label])
+        columns.update({name: rows[name] for name in (*spec.numeric_features, *spec.categorical_features)})
+        timestamps = rows[spec.timestamp_column].map(lambda t: int(t.timestamp())).to_numpy(dtype=np.int64)
+        encoded[complete] = example_encoding.encode(
+            pd.DataFrame(columns, index=rows.index), spec.entity_columns, spec.timestamp_column, timestamps,
+            (spec.label, *spec.numeric_features), spec.categorical_features)
+    return list(encoded)
+
+
+class ExampleWriter:
+    """One gzipped TFRecord file per split under Split-<split>/, written a chunk of rows at a time."""
+
+    def __init__(self, spec: IngestionSpec, output_uri: str):
+        self.spec = spec
+        self.counts = {split: 0 for split in SPLITS}
+        self._writers = {}
+        for split in SPLITS:
+            directory = os.path.join(output_uri, f"Split-{split}")
+            tf.io.gfile.makedirs(directory)
+            self._writers[split] = tf.io.TFRecordWriter(
+                os.path.join(directory, "data_tfrecord-00000-of-00001.gz"), options="GZIP")
+
+    def write(self, frame: pd.DataFrame, splits: np.ndarray) -> None:
+        """Writes the rows of `frame` (encoded with `self.spec`) to their splits, in order."""
+        for example, split in zip(serialized_examples(frame, self.spec), splits):
+            self._writers[split].write(example)
+            self.counts[split] += 1
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+
+    def checked_counts(self) -> Dict[str, int]:
+        """The counts per split. Raises IngestionError if a split is empty."""
+        for split, count in self.counts.items():
+            if count == 0:
+                raise IngestionError(f"split {split!r} is empty: {sum(self.counts.values())} spine rows are too "
+                                     f"few for data.eval_fraction={self.spec.eval_fraction} and "
+                                     f"data.validation_fraction={self.spec.validation_fraction}")
+        return self.counts
+
+
+def splits_of(frame: pd.DataFrame, spec: IngestionSpec) -> np.ndarray:
+    """The split of each row, by the hash of its entity key (`split_of`)."""
+    return entity_keys_of(frame, spec).map(
+        lambda key: split_of(key, spec.eval_fraction, spec.validation_fraction)).to_numpy()
+
+
+def write_examples(frame: pd.DataFrame, spec: IngestionSpec, output_uri: str) -> Dict[str, int]:
+    """Writes Split-<split>/ gzipped TFRecords under output_uri for every split; returns counts per split."""
+    writer = ExampleWriter(spec, output_uri)
+    try:
+        writer.write(frame, splits_of(frame, spec))
+    finally:
+        writer.close()
+    return writer.checked_counts()
