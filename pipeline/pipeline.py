@@ -28,20 +28,22 @@ TFX's own latest-artifact and latest-blessed-model resolvers, so the baseline is
 blessed model and spans are not supported there.
 """
 
+import dataclasses
 import json
+import os
 
 from tfx import v1 as tfx
 
 from components import span_resolvers
 from components.baseline_resolver import baseline_resolver
-from components.feature_store_example_gen import FeatureStoreExampleGen, IngestionSpec
+from components.feature_store_example_gen import FeatureStoreExampleGen, IngestionSpec, input_fingerprint
 from components.label_rules import LabelRules
 from components.privileged_retrieval import PrivilegedSpec
 from components.privileged_schema import PrivilegedSchema
 from components.validation_gate import ValidationGate
 from models import distillation, preprocessing, trainer
 from pipeline import runners, trainer_hardware
-from pipeline.config import ConfigError, RunConfig
+from pipeline.config import GCS_PATTERN, ConfigError, RunConfig
 from pipeline.evaluation import eval_config
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
@@ -187,3 +189,47 @@ def _trainers(config: RunConfig, privileged, transform, schema, base_model) -> l
             kl_temperature=settings.kl_temperature),
         **common)
     return [teacher, student]
+
+
+def compile_vertex(cfg, output_path: str, image: str) -> str:
+    """Compiles the pipeline to a Vertex AI Pipelines (KFP v2) job spec with KubeflowV2DagRunner.
+
+    Args:
+      cfg: the RunConfig; its pipeline root must be a gs:// path (the serving folder defaults to
+        <pipeline root>/serving), and `beam_args` choose where the Beam components run (Dataflow
+        args, or direct inside the component's container). The data paths (Feast repo, spine,
+        schema) are written into the spec as they are: they must be readable inside the image.
+      output_path: the JSON file to write.
+      image: the pipeline image (docker/Dockerfile) every component container runs, but for the
+        Trainer task when cfg.trainer.image names another (e.g. the GPU image). The Trainer task
+        gets cfg.trainer's accelerator and CPU/memory limits (`pipeline.trainer_hardware`).
+
+    Returns:
+      output_path.
+
+    Raises:
+      RuntimeError: the `kfp` package is missing; the message says how to install it.
+      RunnerError: the pipeline root is not on GCS.
+    """
+    try:
+        import kfp  # noqa: F401  # TFX's [kfp] extra (kfp 2.5 with urllib3 < 2, in requirements.lock)
+        from tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner import KubeflowV2DagRunner, KubeflowV2DagRunnerConfig
+    except ImportError as e:
+        raise RuntimeError(
+            f"compiling for Vertex AI Pipelines needs the kfp package, which is not installed ({e}). "
+            "It is pinned in requirements.lock (`make run` installs it); into another environment "
+            f"install it with: {runners.KFP_INSTALL} (the versions that co-resolve with TFX 1.16), then run `pip check`.") from None
+    if not GCS_PATTERN.match(cfg.pipeline_root_uri or ""):
+        raise runners.RunnerError(f"--pipeline-root: {cfg.pipeline_root_uri or cfg.pipeline_root!r} is not a gs://bucket/path; "
+                          "on Vertex AI Pipelines every component reads and writes its artifacts there")
+    if not cfg.serving_uri:
+        cfg = dataclasses.replace(cfg, serving_uri=cfg.pipeline_root_uri.rstrip("/") + "/serving")
+    cfg = trainer_hardware.trainer_image_or(cfg, image)
+    pipeline = create_pipeline(cfg, fingerprint=input_fingerprint(IngestionSpec.from_data_config(cfg.data)),
+                               target="vertex")
+    default_image = trainer_hardware.vertex_images(cfg.trainer, image)
+    runner = KubeflowV2DagRunner(config=KubeflowV2DagRunnerConfig(default_image=default_image),
+                                 output_dir=os.path.dirname(os.path.abspath(output_path)),
+                                 output_filename=os.path.basename(output_path))
+    runner.run(pipeline, write_out=True)
+    return output_path

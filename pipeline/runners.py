@@ -1,4 +1,4 @@
-"""Beam runner choice as data: the `beam_pipeline_args` of each runner, and the Vertex compile hook.
+"""Beam runner choice as data: the `beam_pipeline_args` of each runner and what the components get of them.
 
 The orchestrator stays TFX's LocalDagRunner; these arguments only choose where the Beam-based
 components (StatisticsGen, Transform, Evaluator) run their data-parallel work:
@@ -184,53 +184,3 @@ def check_pipeline_root(beam_pipeline_args: Sequence[str], pipeline_root: str) -
         raise RunnerError(f"--pipeline-root: {pipeline_root!r} is not a gs://bucket/path; with --runner dataflow "
                           "the workers read and write the pipeline's artifacts there")
     return pipeline_root
-
-
-def compile_vertex(cfg, output_path: str, image: str) -> str:
-    """Compiles the pipeline to a Vertex AI Pipelines (KFP v2) job spec with KubeflowV2DagRunner.
-
-    Args:
-      cfg: the RunConfig; its pipeline root must be a gs:// path (the serving folder defaults to
-        <pipeline root>/serving), and `beam_args` choose where the Beam components run (Dataflow
-        args, or direct inside the component's container). The data paths (Feast repo, spine,
-        schema) are written into the spec as they are: they must be readable inside the image.
-      output_path: the JSON file to write.
-      image: the pipeline image (docker/Dockerfile) every component container runs, but for the
-        Trainer task when cfg.trainer.image names another (e.g. the GPU image). The Trainer task
-        gets cfg.trainer's accelerator and CPU/memory limits (`pipeline.trainer_hardware`).
-
-    Returns:
-      output_path.
-
-    Raises:
-      RuntimeError: the `kfp` package is missing; the message says how to install it.
-      RunnerError: the pipeline root is not on GCS.
-    """
-    try:
-        import kfp  # noqa: F401  # TFX's [kfp] extra (kfp 2.5 with urllib3 < 2, in requirements.lock)
-        from tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner import KubeflowV2DagRunner, KubeflowV2DagRunnerConfig
-    except ImportError as e:
-        raise RuntimeError(
-            f"compiling for Vertex AI Pipelines needs the kfp package, which is not installed ({e}). "
-            "It is pinned in requirements.lock (`make run` installs it); into another environment "
-            f"install it with: {KFP_INSTALL} (the versions that co-resolve with TFX 1.16), then run `pip check`.") from None
-    import dataclasses
-
-    from components.feature_store_example_gen import IngestionSpec, input_fingerprint
-    from pipeline import trainer_hardware
-    from pipeline.pipeline import create_pipeline
-
-    if not _GCS.match(cfg.pipeline_root_uri or ""):
-        raise RunnerError(f"--pipeline-root: {cfg.pipeline_root_uri or cfg.pipeline_root!r} is not a gs://bucket/path; "
-                          "on Vertex AI Pipelines every component reads and writes its artifacts there")
-    if not cfg.serving_uri:
-        cfg = dataclasses.replace(cfg, serving_uri=cfg.pipeline_root_uri.rstrip("/") + "/serving")
-    cfg = trainer_hardware.trainer_image_or(cfg, image)
-    pipeline = create_pipeline(cfg, fingerprint=input_fingerprint(IngestionSpec.from_data_config(cfg.data)),
-                               target="vertex")
-    default_image = trainer_hardware.vertex_images(cfg.trainer, image)
-    runner = KubeflowV2DagRunner(config=KubeflowV2DagRunnerConfig(default_image=default_image),
-                                 output_dir=os.path.dirname(os.path.abspath(output_path)),
-                                 output_filename=os.path.basename(output_path))
-    runner.run(pipeline, write_out=True)
-    return output_path

@@ -56,10 +56,10 @@ def _add_model_options(parser: argparse.ArgumentParser, model_help: str) -> None
 
 
 def compile_main(args: argparse.Namespace) -> int:
-    from pipeline import runners
+    from pipeline.pipeline import compile_vertex
 
     cfg = run_config(args)
-    path = runners.compile_vertex(cfg, os.path.abspath(args.output), args.image)
+    path = compile_vertex(cfg, os.path.abspath(args.output), args.image)
     print(f"rqvalue: wrote the Vertex AI Pipelines job spec of {cfg.pipeline_name!r} to {path}")
     return 0
 

@@ -19,7 +19,7 @@ The crontab is read with `crontab -l` and written with `crontab -`; the environm
 RQVALUE_CRONTAB names another executable that behaves the same (tests use a fake one).
 
 Vertex target: `--target vertex --pipeline-spec PIPELINE.json` prints a schedule spec (cron and the
-compiled pipeline, see `pipeline.runners.compile_vertex`) for `PipelineJob.create_schedule`.
+compiled pipeline, see `pipeline.pipeline.compile_vertex`) for `PipelineJob.create_schedule`.
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--target", choices=("local", "vertex"), default="local",
                         help="local: cron + LocalDagRunner (default); vertex: print a Vertex AI schedule spec")
     parser.add_argument("--pipeline-spec", metavar="JSON",
-                        help="vertex: the compiled pipeline (pipeline.runners.compile_vertex), local or gs://")
+                        help="vertex: the compiled pipeline (pipeline.pipeline.compile_vertex), local or gs://")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dataset", choices=datasets.NAMES, default="cdnow_snapshots", help="as for `rqvalue run`")
     source.add_argument("--config", help="as for `rqvalue run`")
@@ -275,7 +275,7 @@ def _vertex(args: argparse.Namespace) -> int:
     spec = args.pipeline_spec
     if not spec:
         raise ScheduleError("--pipeline-spec: required for --target vertex (compile the pipeline first with "
-                            "pipeline.runners.compile_vertex)")
+                            "pipeline.pipeline.compile_vertex)")
     if not spec.startswith("gs://"):
         if not os.path.isfile(spec):
             raise ScheduleError(f"--pipeline-spec: {spec!r} does not exist")

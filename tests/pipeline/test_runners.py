@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from pipeline import pipeline as pipeline_lib
 from pipeline import runners
 from rqvalue import runner_options
 
@@ -276,7 +277,7 @@ def test_statistics_gen_translates_to_a_dataflow_job_without_submitting(dataflow
 def test_compile_vertex_without_kfp_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "kfp", None)  # importing kfp now fails, installed or not
     with pytest.raises(RuntimeError, match='kfp.*pip install "kfp==2.5.0" "urllib3<2"'):
-        runners.compile_vertex(cfg=None, output_path=str(tmp_path / "pipeline.json"), image=IMAGE)
+        pipeline_lib.compile_vertex(cfg=None, output_path=str(tmp_path / "pipeline.json"), image=IMAGE)
 
 
 VERTEX_TASKS = {"FeatureStoreExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "ValidationGate",
@@ -314,7 +315,7 @@ def test_compile_vertex_needs_a_gcs_pipeline_root(vertex_data, tmp_path):
 
     cfg = config_lib.RunConfig(data=vertex_data, output_dir=str(tmp_path))
     with pytest.raises(runners.RunnerError, match="--pipeline-root"):
-        runners.compile_vertex(cfg, str(tmp_path / "pipeline.json"), IMAGE)
+        pipeline_lib.compile_vertex(cfg, str(tmp_path / "pipeline.json"), IMAGE)
 
 
 def test_compile_vertex_refuses_spans_and_says_why(vertex_data, tmp_path):
@@ -325,7 +326,7 @@ def test_compile_vertex_refuses_spans_and_says_why(vertex_data, tmp_path):
     cfg = config_lib.RunConfig(data=dataclasses.replace(vertex_data, span_days=7), output_dir=str(tmp_path),
                                pipeline_root_uri="gs://my-bucket/rqvalue")
     with pytest.raises(config_lib.ConfigError, match="data.span_days.*Vertex"):
-        runners.compile_vertex(cfg, str(tmp_path / "pipeline.json"), IMAGE)
+        pipeline_lib.compile_vertex(cfg, str(tmp_path / "pipeline.json"), IMAGE)
 
 
 # -- Vertex: the Trainer's hardware ----------------------------------------------------------------------
@@ -342,7 +343,7 @@ def _compiled(vertex_data, tmp_path, name, **trainer):
 
     cfg = config_lib.RunConfig(data=vertex_data, output_dir=str(tmp_path), pipeline_root_uri="gs://my-bucket/rqvalue",
                                trainer=config_lib.TrainerConfig(**trainer))
-    spec = json.loads(open(runners.compile_vertex(cfg, str(tmp_path / f"{name}.json"), IMAGE)).read())["pipelineSpec"]
+    spec = json.loads(open(pipeline_lib.compile_vertex(cfg, str(tmp_path / f"{name}.json"), IMAGE)).read())["pipelineSpec"]
     return spec["deploymentSpec"]["executors"], spec["root"]["dag"]["tasks"], spec["components"]
 
 
