@@ -48,6 +48,12 @@ class ZILNModel(_SingleHead):
     def loss_config(self):
         return {OUTPUT_KEY: losses.ziln_loss}, {OUTPUT_KEY: 1.0}
 
+    def distribution_parameters(self, inputs) -> Dict[str, tf.Tensor]:
+        """The predictive distribution (1 − p)·δ₀ + p·LogNormal(μ, σ) in label units: `probability` p,
+        `loc` μ and `scale` σ, [B] each (`models.scoring_rules.crps_zero_inflated_lognormal` scores it)."""
+        probability, loc, scale = losses.ziln_parameters(self.head(self.encoder(inputs)))
+        return {"probability": probability, "loc": loc, "scale": scale}
+
     def serving_outputs(self, inputs):
         logits = self.head(self.encoder(inputs))
         lower_q, upper_q = base.INTERVAL_QUANTILES

@@ -61,3 +61,81 @@ class FeatureEncoder(keras.layers.Layer):
         return {**super().get_config(), "numeric_keys": self.numeric_keys, "vocab_sizes": self.vocab_sizes,
                 "embedding_dim": self.embedding_dim, "hidden_units": self.hidden_units,
                 "numeric_encoding": self.numeric_encoding}
+
+
+class TokenMixingEncoder(keras.layers.Layer):
+    """Features as tokens, mixed by MLPs across tokens and across channels, then an MLP: -> [B, hidden[-1]].
+
+    Every feature becomes one token of `embedding_dim` channels: a numeric feature's z-score x as
+    x·w_f + b_f (its own weights), a categorical feature as its embedding. Each of `blocks` blocks
+    then adds, with layer normalisation before each part,
+      - a token-mixing MLP: for every channel, a two-layer MLP over the T tokens (so each feature's
+        representation sees every other feature's), and
+      - a channel-mixing MLP: for every token, a two-layer MLP over its channels,
+    each as a residual. The tokens are flattened (each keeps its place, so the head still knows
+    which feature is which) and read by the same ReLU MLP as `FeatureEncoder`. This restates the
+    token-mixing idea of MLP-Mixer-style encoders for recommendation features (UniMixer, arXiv
+    2604.00590) as a small layer; `model.feature_encoder: token_mixing` selects it for RQ-Reg.
+    """
+
+    def __init__(self, numeric_keys: Sequence[str], vocab_sizes: Mapping[str, int], embedding_dim: int,
+                 hidden_units: Sequence[int], blocks: int = 2, expansion: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.numeric_keys = list(numeric_keys)
+        self.vocab_sizes = dict(vocab_sizes)
+        self.embedding_dim = embedding_dim
+        self.hidden_units = list(hidden_units)
+        self.blocks = int(blocks)
+        self.expansion = int(expansion)
+        tokens = len(self.numeric_keys) + len(self.vocab_sizes)
+        if tokens < 1:
+            raise ValueError("model.feature_encoder: token_mixing needs at least one feature")
+        self.numeric_weight = self.add_weight(name="numeric_weight", shape=(max(len(self.numeric_keys), 1), embedding_dim),
+                                              initializer="glorot_uniform")
+        self.numeric_bias = self.add_weight(name="numeric_bias", shape=(max(len(self.numeric_keys), 1), embedding_dim),
+                                            initializer="zeros")
+        self.embeddings = {key: keras.layers.Embedding(size, embedding_dim, name=f"embed_{key}")
+                           for key, size in self.vocab_sizes.items()}
+        self.mixers = []
+        for block in range(self.blocks):
+            self.mixers.append({
+                "token_norm": keras.layers.LayerNormalization(name=f"token_norm_{block}"),
+                "token_in": keras.layers.Dense(self.expansion * tokens, activation="gelu", name=f"token_in_{block}"),
+                "token_out": keras.layers.Dense(tokens, name=f"token_out_{block}"),
+                "channel_norm": keras.layers.LayerNormalization(name=f"channel_norm_{block}"),
+                "channel_in": keras.layers.Dense(self.expansion * embedding_dim, activation="gelu",
+                                                 name=f"channel_in_{block}"),
+                "channel_out": keras.layers.Dense(embedding_dim, name=f"channel_out_{block}"),
+            })
+        self.mlp = [keras.layers.Dense(units, activation="relu") for units in self.hidden_units]
+
+    def tokens(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """The feature tokens before mixing, [B, T, embedding_dim] (numeric features first)."""
+        parts = []
+        if self.numeric_keys:
+            values = tf.stack([tf.reshape(tf.cast(inputs[features.transformed_name(k)], self.compute_dtype), [-1])
+                               for k in self.numeric_keys], axis=1)  # [B, F]
+            weight = tf.cast(self.numeric_weight, self.compute_dtype)
+            bias = tf.cast(self.numeric_bias, self.compute_dtype)
+            parts.append(values[:, :, None] * weight[None] + bias[None])
+        for key, embedding in self.embeddings.items():
+            ids = tf.reshape(tf.cast(inputs[features.transformed_name(key)], tf.int64), [-1])
+            ids = tf.clip_by_value(ids, 0, self.vocab_sizes[key] - 1)
+            parts.append(embedding(ids)[:, None, :])
+        return tf.concat(parts, axis=1)
+
+    def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        x = self.tokens(inputs)
+        for mixer in self.mixers:
+            across = tf.transpose(mixer["token_norm"](x), [0, 2, 1])  # [B, C, T]: mix over tokens
+            x = x + tf.transpose(mixer["token_out"](mixer["token_in"](across)), [0, 2, 1])
+            x = x + mixer["channel_out"](mixer["channel_in"](mixer["channel_norm"](x)))
+        x = tf.reshape(x, [-1, x.shape[1] * self.embedding_dim])
+        for layer in self.mlp:
+            x = layer(x)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "numeric_keys": self.numeric_keys, "vocab_sizes": self.vocab_sizes,
+                "embedding_dim": self.embedding_dim, "hidden_units": self.hidden_units, "blocks": self.blocks,
+                "expansion": self.expansion}

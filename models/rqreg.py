@@ -38,9 +38,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from models import base, codebook, label_transform, rnc
-from models.choices import DECODINGS, RNC_REPRESENTATIONS
-from models.layers import output_head
+from models import base, codebook, label_transform, lr_schedule, rnc
+from models.choices import DECODINGS, FEATURE_ENCODERS, LEARNING_RATE_SCHEDULES, RNC_REPRESENTATIONS
+from models.layers import TokenMixingEncoder, output_head
 from schemas import features
 
 
@@ -54,6 +54,9 @@ VALUE_KEY = "value"
 # (`pipeline.config.ModelConfig`), the one place they are set.
 CONFIG_KEYS = ("embedding_dim", "hidden_units", "lstm_units", "regression_weight", "rnc_weight", "rnc_temperature",
                "sampling_probability", "decoding", "beam_width", "code_smoothing", "rnc_representation")
+# Settings with defaults here too, so a Trainer config written before they existed still builds.
+OPTIONAL_CONFIG = {"feature_encoder": "mlp", "mixer_blocks": 2, "learning_rate_schedule": "constant",
+                   "warmup_steps": 100, "learning_rate": 3e-3}
 
 
 def smoothed_code_targets(target: tf.Tensor, codes: tf.Tensor, levels: Sequence[np.ndarray],
@@ -114,8 +117,21 @@ class RQRegModel(base.ValueModel):
     def __init__(self, context: base.TrainContext, *, embedding_dim: int, hidden_units: Sequence[int],
                  lstm_units: int, regression_weight: float, rnc_weight: float, rnc_temperature: float,
                  sampling_probability: float, decoding: str, beam_width: int, code_smoothing: float,
-                 rnc_representation: str, **kwargs):
+                 rnc_representation: str, feature_encoder: str = "mlp", mixer_blocks: int = 2,
+                 learning_rate_schedule: str = "constant", warmup_steps: int = 100, learning_rate: float = 3e-3,
+                 **kwargs):
         super().__init__(context, embedding_dim, hidden_units, **kwargs)
+        if feature_encoder not in FEATURE_ENCODERS:
+            raise ValueError(f"model.feature_encoder: {feature_encoder!r} is not one of {FEATURE_ENCODERS}")
+        if feature_encoder == "token_mixing":
+            self.encoder = TokenMixingEncoder(context.numeric_keys, context.vocab_sizes, embedding_dim, hidden_units,
+                                              blocks=mixer_blocks, name="encoder")
+        if learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
+            raise ValueError(f"model.learning_rate_schedule: {learning_rate_schedule!r} is not one of "
+                             f"{LEARNING_RATE_SCHEDULES}")
+        self.learning_rate_schedule = learning_rate_schedule
+        self.warmup_steps = int(warmup_steps)
+        self.peak_learning_rate = float(learning_rate)
         if decoding not in DECODINGS:
             raise ValueError(f"model.decoding: {decoding!r} is not one of {DECODINGS}")
         self.decoding = decoding
@@ -153,13 +169,18 @@ class RQRegModel(base.ValueModel):
 
     @classmethod
     def from_config_and_context(cls, config: Mapping, context: base.TrainContext) -> "RQRegModel":
-        return cls(context, **{name: config[name] for name in CONFIG_KEYS})
+        return cls(context, **{name: config[name] for name in CONFIG_KEYS},
+                   **{name: config.get(name, default) for name, default in OPTIONAL_CONFIG.items()})
 
     def training_callbacks(self, total_steps: int):
-        """Scheduled sampling: the sampling rate ramps linearly from 0 to sampling_probability."""
-        if self.sampling_probability <= 0:
-            return []
-        return [SamplingSchedule(self.sampling_rate, self.sampling_probability, total_steps)]
+        """Scheduled sampling (the sampling rate ramps linearly from 0 to sampling_probability) and, with
+        learning_rate_schedule warmup_cosine, the learning rate's warm-up and cosine decay."""
+        callbacks = []
+        if self.sampling_probability > 0:
+            callbacks.append(SamplingSchedule(self.sampling_rate, self.sampling_probability, total_steps))
+        if self.learning_rate_schedule == "warmup_cosine":
+            callbacks.append(lr_schedule.WarmupCosine(self.peak_learning_rate, self.warmup_steps, total_steps))
+        return callbacks
 
     def loss_config(self):
         """Code cross-entropy per level + regression_weight * Huber on the decoded value E[t].

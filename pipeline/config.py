@@ -17,8 +17,10 @@ import yaml
 
 from models.choices import (
     DECODINGS,
+    FEATURE_ENCODERS,
     GBDT_LOSSES,
     LABEL_TRANSFORMS,
+    LEARNING_RATE_SCHEDULES,
     MEAN_CALIBRATIONS,
     MODEL_KINDS,
     NUMERIC_ENCODINGS,
@@ -177,7 +179,11 @@ class ModelConfig:
     gbdt_max_depths: Tuple[int, ...] = (4, 6)  # gbdt: the grid searched on the valid split ...
     gbdt_shrinkages: Tuple[float, ...] = (0.05, 0.1)
     gbdt_min_examples: Tuple[int, ...] = (5, 40)  # ... (fewest training rows per leaf)
+    feature_encoder: str = "mlp"  # RQ-Reg: mlp | token_mixing (features as tokens, models/layers.py)
+    mixer_blocks: int = 2  # token_mixing: mixing blocks
     learning_rate: float = 3e-3
+    learning_rate_schedule: str = "constant"  # RQ-Reg: constant | warmup_cosine (models/lr_schedule.py)
+    warmup_steps: int = 100  # warmup_cosine: linear warm-up batches, then cosine decay to 0 at train_steps
     batch_size: int = 256
     train_steps: int = 2000
     eval_steps: int = 0  # validation batches per check: 0 (default) is one full pass over the valid split
@@ -205,6 +211,14 @@ class ModelConfig:
         if self.numeric_encoding not in NUMERIC_ENCODINGS:
             raise ConfigError(f"model.numeric_encoding: {self.numeric_encoding!r} is not one of "
                               f"{', '.join(NUMERIC_ENCODINGS)}")
+        if self.feature_encoder not in FEATURE_ENCODERS:
+            raise ConfigError(f"model.feature_encoder: {self.feature_encoder!r} is not one of "
+                              f"{', '.join(FEATURE_ENCODERS)}")
+        if self.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
+            raise ConfigError(f"model.learning_rate_schedule: {self.learning_rate_schedule!r} is not one of "
+                              f"{', '.join(LEARNING_RATE_SCHEDULES)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"model.warmup_steps: {self.warmup_steps} must be >= 0")
         if isinstance(self.numeric_bins, bool) or not isinstance(self.numeric_bins, int) or self.numeric_bins < 2:
             raise ConfigError(f"model.numeric_bins: {self.numeric_bins!r} must be an integer of at least 2")
         if self.eval_steps < 0:
@@ -219,7 +233,7 @@ class ModelConfig:
             raise ConfigError(f"model.code_smoothing: {self.code_smoothing} must be >= 0")
         if self.value_buckets < 2:
             raise ConfigError(f"model.value_buckets: {self.value_buckets} must be at least 2")
-        for field in ("train_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every",
+        for field in ("train_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every", "mixer_blocks",
                       "patience", "beam_width", "gr_first_tokens", "interval_groups", "gbdt_max_trees",
                       "serving_chunk_rows"):
             if getattr(self, field) < 1:

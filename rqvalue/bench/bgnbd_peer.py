@@ -45,6 +45,29 @@ def rfm(prepared: Prepared, split: str) -> Dict[str, np.ndarray]:
                             dtype=np.float64).reshape(-1) for key, v in parsed.items()}
 
 
+def expected_purchases(params: Dict[str, float], t: float, frequency, recency, age) -> np.ndarray:
+    """BG/NBD's E[purchases in (T, T + t] | x, t_x, T], [n], in a form that stays finite for large x.
+
+    Fader, Hardie & Lee (2005), eq. 10, holds 2F1(r + x, b + x; a + b + x − 1; z) with
+    z = t / (α + T + t), which `lifetimes` evaluates directly and which overflows for customers with
+    many repeat purchases. Euler's transformation 2F1(A, B; C; z) = (1 − z)^(C − A − B)·2F1(C − A,
+    C − B; C; z) turns ((α + T)/(α + T + t))^(r + x)·2F1(...) into (1 − z)^(a − 1)·2F1(a + b − 1 − r,
+    a − 1; a + b + x − 1; z), whose first two parameters do not grow with x. The denominator's
+    ((α + T)/(α + t_x))^(r + x) is formed in log space (an overflow to inf gives 0 purchases, its limit).
+    """
+    from scipy import special
+
+    r, alpha, a, b = (float(params[k]) for k in ("r", "alpha", "a", "b"))
+    x, t_x, age = (np.asarray(v, dtype=np.float64) for v in (frequency, recency, age))
+    z = t / (alpha + age + t)
+    tail = np.power(1.0 - z, a - 1.0) * special.hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z)
+    numerator = (a + b + x - 1.0) / (a - 1.0) * (1.0 - tail)
+    with np.errstate(over="ignore"):
+        odds = np.where(x > 0, a / np.maximum(b + x - 1.0, 1e-12)
+                        * np.exp((r + x) * np.log((alpha + age) / (alpha + t_x))), 0.0)
+    return numerator / (1.0 + odds)
+
+
 def _fit_predict(train: Dict[str, np.ndarray], rows: Dict[str, np.ndarray]) -> np.ndarray:
     from lifetimes import BetaGeoFitter, GammaGammaFitter
 
@@ -53,9 +76,8 @@ def _fit_predict(train: Dict[str, np.ndarray], rows: Dict[str, np.ndarray]) -> n
     repeat = (train["frequency"] > 0) & (train["monetary_value"] > 0)
     ggf = GammaGammaFitter(penalizer_coef=PENALIZER)
     ggf.fit(train["frequency"][repeat], train["monetary_value"][repeat])
-    purchases = np.asarray(bgf.conditional_expected_number_of_purchases_up_to_time(
-        HORIZON_DAYS / DAYS_PER_UNIT, rows["frequency"], rows["recency_days"] / DAYS_PER_UNIT,
-        rows["customer_age_days"] / DAYS_PER_UNIT), dtype=np.float64)
+    purchases = expected_purchases(dict(bgf.params_), HORIZON_DAYS / DAYS_PER_UNIT, rows["frequency"],
+                                   rows["recency_days"] / DAYS_PER_UNIT, rows["customer_age_days"] / DAYS_PER_UNIT)
     if not np.all(np.isfinite(purchases)):
         raise ValueError(f"{KIND}: BG/NBD gave {int(np.sum(~np.isfinite(purchases)))} non-finite expected purchase "
                          f"counts (parameters {dict(bgf.params_)})")

@@ -43,6 +43,9 @@ from rqvalue.bench.rows import (  # noqa: E402
     ABLATIONS,
     BASE_KIND,
     DATASETS,
+    DEFAULT_DATASETS,
+    DEFAULT_MODELS,
+    DEFAULT_SEEDS,
     VALIDATION_FRACTION,
     Budget,
     Row,
@@ -218,24 +221,30 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "bench", help="train and evaluate every model kind on every embedded data set (several seeds); "
                       "writes RESULTS.md and results.json",
         description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS),
-                        help="data sets (default: all three)")
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DEFAULT_DATASETS),
+                        help=f"data sets (default: {' '.join(DEFAULT_DATASETS)}, every customer)")
     parser.add_argument("--models", nargs="+", default=None,
                         help="row ids: registered kinds (rqreg, ziln, mse, logmse, twostage, ...) and ablations "
-                             f"({', '.join(ABLATIONS)}); default: all")
+                             f"({', '.join(ABLATIONS)}), bench-only peers, or 'all'; default: "
+                             f"{' '.join(DEFAULT_MODELS)}")
     parser.add_argument("--variant", action="append", default=[], metavar='"ID: key=value ..."',
                         help="an extra row with ModelConfig changes, e.g. --variant 'lr_low: learning_rate=0.001' "
                              "or --variant 'ziln_slow: kind=ziln learning_rate=0.001' (repeatable)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help=f"seeds per model (default {DEFAULT_SEEDS})")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiplies data sizes and step budgets (default 1.0)")
+    parser.add_argument("--rows", type=int, default=None, metavar="N",
+                        help="customers (cdnow, cdnow_snapshots) or rows of every selected data set, instead of "
+                             "the defaults (e.g. a smaller cdnow_snapshots for a search of variants)")
     parser.add_argument("--tiny", action="store_true", help="smallest sizes and budgets (for tests)")
-    parser.add_argument("--no-decodings", action="store_true",
-                        help="skip scoring every decoding rule on the RQ-Reg and GR runs (saves time)")
+    parser.add_argument("--decodings", action="store_true",
+                        help="also score every decoding rule on the RQ-Reg and GR runs (off by default: time)")
+    parser.add_argument("--no-decodings", action="store_true", help="do not score the decoding rules (the default)")
     parser.add_argument("--no-serving-memory", action="store_true",
                         help="skip measuring each row's serving memory in a fresh process (saves ~10-30 s a row)")
     parser.add_argument("--serving-memory-rows", nargs="+", default=None, metavar="ID",
-                        help="measure the serving memory of these row ids only (default: every row)")
+                        help="measure the serving memory of these row ids only (default: rqreg mse; 'all': "
+                             "every row)")
     parser.add_argument("--out", default="benchmarks", help="folder for RESULTS.md and results.json")
     parser.add_argument("--work-dir", default=None,
                         help="folder for prepared data and transform outputs (default: a temporary folder)")
@@ -251,26 +260,33 @@ def main(args) -> int:
     if not args.scale > 0:
         print("rqvalue bench: --scale must be positive", file=sys.stderr)
         return 2
+    if args.rows is not None and args.rows < 1:
+        print("rqvalue bench: --rows must be positive", file=sys.stderr)
+        return 2
     budget = budget_for(args.scale, args.tiny)
-    if args.no_decodings:
-        budget = dataclasses.replace(budget, decodings=False)
+    if args.rows is not None:
+        budget = dataclasses.replace(budget, rows={**budget.rows, **{name: args.rows for name in args.datasets}})
+    budget = dataclasses.replace(budget, decodings=bool(args.decodings and not args.no_decodings))
     if args.no_serving_memory:
         budget = dataclasses.replace(budget, serving_memory=False)
     if args.serving_memory_rows:
-        budget = dataclasses.replace(budget, serving_memory_rows=tuple(args.serving_memory_rows))
+        rows = None if args.serving_memory_rows == ["all"] else tuple(args.serving_memory_rows)
+        budget = dataclasses.replace(budget, serving_memory_rows=rows)
     try:
         variants = [parse_variant(text) for text in args.variant]
     except ValueError as e:  # ConfigError too
         print(f"rqvalue bench: {e}", file=sys.stderr)
         return 2
+    models = None if args.models == ["all"] else (args.models or list(DEFAULT_MODELS))
     command = "rqvalue bench " + " ".join(
-        [f"--datasets {' '.join(args.datasets)}" if list(args.datasets) != list(DATASETS) else "",
+        [f"--datasets {' '.join(args.datasets)}" if list(args.datasets) != list(DEFAULT_DATASETS) else "",
          f"--models {' '.join(args.models)}" if args.models else "",
          " ".join(f"--variant '{text}'" for text in args.variant),
-         f"--seeds {args.seeds}" if args.seeds != 3 else "",
+         f"--seeds {args.seeds}" if args.seeds != DEFAULT_SEEDS else "",
          f"--scale {args.scale:g}" if args.scale != 1.0 else "",
+         f"--rows {args.rows}" if args.rows is not None else "",
          "--tiny" if args.tiny else "",
-         "--no-decodings" if args.no_decodings else "",
+         "--decodings" if budget.decodings else "",
          "--no-serving-memory" if args.no_serving_memory else "",
          f"--serving-memory-rows {' '.join(args.serving_memory_rows)}" if args.serving_memory_rows else "",
          f"--out {args.out}"]).strip()
@@ -280,7 +296,7 @@ def main(args) -> int:
     if temporary:
         work_dir = tempfile.mkdtemp(prefix="rqvalue_bench_")
     try:
-        run_bench(args.datasets, args.models, args.seeds, budget, os.path.abspath(args.out),
+        run_bench(args.datasets, models, args.seeds, budget, os.path.abspath(args.out),
                   os.path.abspath(work_dir), command, variants=variants)
     finally:
         if temporary:

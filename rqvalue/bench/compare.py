@@ -13,8 +13,9 @@ Scores (lower is better for the losses):
 - CRPS of the distribution the served quantiles describe (`models.scoring_rules.quantile_knots`:
   linear between the 10/50/90% quantiles, the outer 10% tails as point masses at the bounds): the same
   rule for every model, so it compares what each model serves. RQ-Reg's exact CRPS from its code tree
-  (every leaf's value and probability) is reported beside it (`crps_tree`), and ZILN's from its
-  lognormal would be the analogue for ZILN (not computed here);
+  (every leaf's value and probability) and ZILN's exact CRPS from its lognormal mixture are reported
+  beside it (`crps_model`, "CRPS (own distribution)"; both before the mean map), and compared
+  between the two where both rows have it;
 - for the losses the difference is peer − RQ-Reg (> 0: RQ-Reg better).
 
 A target counts as met only where the 95% interval lies above zero.
@@ -28,7 +29,9 @@ RESAMPLES = 1000
 LEVEL = 0.95
 RANKING = ("normalized_gini", "spearman")
 LOSSES = ("crps", "pinball_10", "pinball_50", "pinball_90")
-TITLES = {"normalized_gini": "norm. Gini", "spearman": "Spearman", "crps": "CRPS (quantiles)",
+# Per-row CRPS of a model's own whole distribution (RQ-Reg's code tree, ZILN's mixture), in its eval outputs.
+MODEL_CRPS = "crps_model"
+TITLES = {MODEL_CRPS: "CRPS (own distribution)", "normalized_gini": "norm. Gini", "spearman": "Spearman", "crps": "CRPS (quantiles)",
           "pinball_10": "pinball 10%", "pinball_50": "pinball 50%", "pinball_90": "pinball 90%"}
 
 
@@ -38,19 +41,23 @@ def distribution_losses(labels: np.ndarray, outputs: Mapping[str, np.ndarray]) -
 
     quantiles = np.stack([outputs["lower"], outputs["median"], outputs["upper"]], axis=1)
     x, cdf = scoring_rules.quantile_knots(quantiles, (0.1, 0.5, 0.9))
-    return {
+    out = {
         "crps": scoring_rules.crps_piecewise(x, cdf, labels),
         "pinball_10": scoring_rules.pinball_loss(labels, outputs["lower"], 0.1),
         "pinball_50": scoring_rules.pinball_loss(labels, outputs["median"], 0.5),
         "pinball_90": scoring_rules.pinball_loss(labels, outputs["upper"], 0.9),
     }
+    if MODEL_CRPS in outputs:
+        out[MODEL_CRPS] = np.asarray(outputs[MODEL_CRPS], dtype=np.float64)
+    return out
 
 
 def mean_losses(labels: np.ndarray, outputs: Mapping[str, np.ndarray]) -> Dict[str, float]:
     """Mean of each `distribution_losses` score, plus the coverage of the 80% interval per prediction decile."""
     from models import scoring_rules
 
-    out = {key: float(np.mean(value)) for key, value in distribution_losses(labels, outputs).items()}
+    out = {key: float(np.mean(value)) for key, value in distribution_losses(labels, outputs).items()
+           if key != MODEL_CRPS}
     by_decile = scoring_rules.coverage_by_group(labels, outputs["lower"], outputs["upper"], outputs["prediction"],
                                                 min(10, labels.size))
     out["coverage_80_by_decile"] = [float(c) for c in by_decile]
@@ -79,7 +86,8 @@ def compare(labels: np.ndarray, groups: Optional[Sequence], evals: Mapping[str, 
     for peer in peers:
         theirs = evals[peer]
         their_losses = [distribution_losses(labels, o) for o in theirs]
-        for metric in (*RANKING, *LOSSES):
+        own = (MODEL_CRPS,) if all(MODEL_CRPS in loss for loss in (*our_losses, *their_losses)) else ()
+        for metric in (*RANKING, *LOSSES, *own):
             if metric in RANKING:
                 a = np.stack([o["prediction"] for o in ours])
                 b = np.stack([o["prediction"] for o in theirs])
@@ -109,14 +117,15 @@ def _table(rows: Sequence[Mapping[str, Any]], ds: Mapping[str, Any], base: str) 
     lines = ["", f"**{base} vs each peer, paired bootstrap** ({first['resamples']:,} resamples of "
                  f"{first['clusters']:,} eval entities, pooled over seeds; 95% interval; ranking: {base} − peer, "
                  f"losses: peer − {base}, so > 0 is {base} ahead; *met* = interval above 0):", "",
-             "| peer | " + " | ".join(TITLES[m] for m in (*RANKING, *LOSSES)) + " |",
-             "|---|" + "---|" * (len(RANKING) + len(LOSSES))]
+             "| peer | " + " | ".join(TITLES[m] for m in (*RANKING, *LOSSES, MODEL_CRPS)) + " |",
+             "|---|" + "---|" * (len(RANKING) + len(LOSSES) + 1)]
     by_peer: Dict[str, Dict[str, Mapping[str, Any]]] = {}
     for row in rows:
         by_peer.setdefault(row["peer"], {})[row["metric"]] = row
     for peer, metrics in by_peer.items():
         label = ds["rows"].get(peer, {}).get("label", peer)
-        lines.append(f"| {label} | " + " | ".join(_interval(metrics.get(m)) for m in (*RANKING, *LOSSES)) + " |")
+        lines.append(f"| {label} | " + " | ".join(_interval(metrics.get(m)) for m in (*RANKING, *LOSSES, MODEL_CRPS))
+                     + " |")
     return lines
 
 
@@ -131,13 +140,17 @@ def _interval(row: Optional[Mapping[str, Any]]) -> str:
 
 def _distribution_table(ds: Mapping[str, Any]) -> List[str]:
     """Mean scores of every row (mean ± std over seeds), and its 80% coverage per prediction decile."""
-    keys = ("crps", "crps_tree", "pinball_10", "pinball_50", "pinball_90")
-    lines = ["", "Distribution scores on eval (lower is better; `crps_tree`: RQ-Reg's exact CRPS from its code "
-                 "tree, before the mean map). 80% coverage per prediction decile: seed 0, lowest decile first.", "",
-             "| model | CRPS (quantiles) | CRPS (tree) | pinball 10% | pinball 50% | pinball 90% | "
+    keys = ("crps", MODEL_CRPS, "pinball_10", "pinball_50", "pinball_90")
+    lines = ["", "Distribution scores on eval (lower is better; *CRPS (own distribution)*: exact CRPS of the "
+                 "model's whole predictive distribution, before the mean map: RQ-Reg's from its code tree (every "
+                 "leaf's value and probability), ZILN's from its mixture (1 − p)·δ₀ + p·LogNormal(μ, σ) in "
+                 "closed form; n/a for models that serve quantiles only). 80% coverage per prediction decile: "
+                 "seed 0, lowest decile first.", "",
+             "| model | CRPS (quantiles) | CRPS (own distribution) | pinball 10% | pinball 50% | pinball 90% | "
              "80% cov. by decile |", "|---|---|---|---|---|---|---|"]
     for row in ds["rows"].values():
-        agg = row["aggregate"]
+        agg = dict(row["aggregate"])
+        agg.setdefault(MODEL_CRPS, agg.get("crps_tree"))  # results written before crps_model existed
         deciles = row["runs"][0].get("coverage_80_by_decile") or []
         lines.append(f"| {row['label']} | " + " | ".join(_mean_std(agg.get(k)) for k in keys) + " | "
                      + " ".join(f"{c:.2f}" for c in deciles) + " |")
@@ -162,7 +175,7 @@ def targets(results: Mapping[str, Any]) -> List[str]:
             lines += [f"- **{dataset}**: not evaluated (RQ-Reg or the peers were not run).", ""]
             continue
         for title, metrics in (("normalized Gini (§4)", ("normalized_gini",)), ("Spearman", ("spearman",)),
-                               ("CRPS and pinball (§5)", LOSSES)):
+                               ("CRPS and pinball (§5)", (*LOSSES, MODEL_CRPS))):
             chosen = [r for r in rows if r["metric"] in metrics]
             met = [r for r in chosen if r["met"]]
             missed = [r for r in chosen if not r["met"]]

@@ -117,12 +117,13 @@ def render(result: Mapping[str, Any]) -> str:
         "",
         f"Produced by `{result['command']}` (`rqvalue/bench/`) on {result['finished']}, "
         f"whole run {result['wall_s'] / 60:.1f} min wall time (ingestion, Transform, every training run, "
-        "evaluation and serving timing; the default bench is sized to stay under 30 min on this machine).",
+        "evaluation and serving timing; the default `rqvalue bench` is sized to stay under 45 min on 2 CPU cores).",
         "",
-        "**What.** The rows the command selects (by default every model kind in `models.registry.KINDS` that "
-        "applies to a data set (D2Q only on watch time), four RQ-Reg ablations, and the bench-only peers "
+        "**What.** The rows the command selects (by default `rqvalue.bench.rows.DEFAULT_MODELS`: RQ-Reg, the "
+        "ZILN, MSE and two-stage networks and the pipeline's `gbdt` kind, and the bench-only peers "
         "LightGBM Tweedie, LightGBM two-stage (`rqvalue/bench/lightgbm_peers.py`) and BG/NBD + Gamma-Gamma "
-        "(`rqvalue/bench/bgnbd_peer.py`, cdnow_snapshots only)), trained and evaluated with the pipeline's own code: Feast "
+        "(`rqvalue/bench/bgnbd_peer.py`, cdnow_snapshots only); `--models all` adds every other registered kind "
+        "and four RQ-Reg ablations), trained and evaluated with the pipeline's own code: Feast "
         "point-in-time retrieval and `to_examples`, the ingestion's entity-hash train/eval split, "
         "`preprocessing_fn` analysed with `tensorflow_transform.beam` on train (default ModelConfig transform "
         "settings; every split is then transformed by the written transform graph via "

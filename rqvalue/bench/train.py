@@ -155,6 +155,35 @@ def tree_crps(model, columns: Mapping[str, np.ndarray], labels: np.ndarray, batc
     return np.concatenate(parts)
 
 
+def ziln_crps(model, columns: Mapping[str, np.ndarray], labels: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """Per-row exact CRPS [n] of ZILN's predictive mixture (1 − p)·δ₀ + p·LogNormal(μ, σ), from the
+    parameters its head serves (`distribution_parameters`), by the closed form of
+    `models.scoring_rules.crps_zero_inflated_lognormal`."""
+    import tensorflow as tf
+
+    from models import scoring_rules
+
+    signature = {k: tf.TensorSpec([None, *v.shape[1:]], tf.as_dtype(v.dtype)) for k, v in columns.items()}
+    parameters = tf.function(model.distribution_parameters, input_signature=[signature])
+    parts = []
+    for start in range(0, labels.size, batch):
+        chunk = {k: v[start:start + batch] for k, v in columns.items()}
+        p = {k: v.numpy() for k, v in parameters(chunk).items()}
+        parts.append(scoring_rules.crps_zero_inflated_lognormal(p["probability"], p["loc"], p["scale"],
+                                                                labels[start:start + batch]))
+    return np.concatenate(parts)
+
+
+def model_crps(model, columns: Mapping[str, np.ndarray], labels: np.ndarray):
+    """Per-row CRPS [n] of the model's own predictive distribution where it serves one whole (RQ-Reg:
+    its code tree; ZILN: its lognormal mixture), before the mean map; None for other models."""
+    if hasattr(model, "leaf_probabilities"):
+        return tree_crps(model, columns, labels)
+    if hasattr(model, "distribution_parameters"):
+        return ziln_crps(model, columns, labels)
+    return None
+
+
 def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, time_serving: bool = True
                        ) -> Dict[str, Any]:
     """One training run and its eval metrics (label units); with time_serving, also the serving time."""
@@ -241,8 +270,12 @@ def _evaluate(model, prepared: Prepared, row: Row, config: Mapping[str, Any], bu
     }
     result["codebook_sizes"] = [int(np.size(level)) for level in context.codebook_levels]
     result.update(compare.mean_losses(labels, outputs))
-    if hasattr(model, "leaf_probabilities"):
-        result["crps_tree"] = float(np.mean(tree_crps(model, eval_x, labels)))
+    own = model_crps(model, eval_x, labels)
+    if own is not None:
+        result["crps_model"] = float(np.mean(own))
+        if hasattr(model, "leaf_probabilities"):
+            result["crps_tree"] = result["crps_model"]
+        outputs = {**outputs, compare.MODEL_CRPS: own}
     result["_eval"] = outputs  # per-row eval outputs for the paired bootstrap (not written to results.json)
     ood = scoring.predict(predict_fn, scoring.out_of_range(eval_x, context.numeric_keys, OOD_ROWS))
     result["ood_max_prediction"] = float(np.max(ood["prediction"]))

@@ -87,3 +87,16 @@ def test_predictions_stay_bounded_far_outside_the_training_range(kind):
                features.transformed_name("c"): np.zeros(4, np.int64)}
     prediction = model.predict_outputs(extreme)["prediction"].numpy()
     assert np.all(np.isfinite(prediction)) and np.all(prediction <= context.prediction_cap)
+
+
+def test_ziln_distribution_parameters_are_the_ones_its_served_mean_and_median_come_from():
+    inputs, _, labels = zero_inflated(32)
+    model = _model("ziln", labels)
+    tensors = {k: tf.constant(v) for k, v in inputs.items()}
+    parameters = {k: v.numpy() for k, v in model.distribution_parameters(tensors).items()}
+    p, loc, scale = parameters["probability"], parameters["loc"], parameters["scale"]
+    assert np.all((0 < p) & (p < 1)) and np.all(scale > 0)
+    served = {k: v.numpy() for k, v in model.serving_outputs(tensors).items()}
+    np.testing.assert_allclose(served["prediction"], p * np.exp(loc + scale ** 2 / 2), rtol=1e-4)
+    median = np.where(p > 0.5, np.exp(loc + scale * scipy.stats.norm.ppf(np.clip((p - 0.5) / p, 1e-9, 1))), 0.0)
+    np.testing.assert_allclose(served["median"], median, rtol=1e-3, atol=1e-5)

@@ -335,3 +335,34 @@ def test_an_unknown_rnc_representation_is_rejected():
     _, _, book = _data(8)
     with pytest.raises(ValueError, match="rnc_representation"):
         _model(book, rnc_representation="states")
+
+
+def test_token_mixing_encoder_mixes_every_feature_and_rqreg_learns_with_it():
+    tf.keras.utils.set_random_seed(0)
+    inputs, target, book = _data(512)
+    model = _model(book, feature_encoder="token_mixing", mixer_blocks=2)
+    tensors = {k: tf.constant(v) for k, v in inputs.items()}
+    assert model.encoder.tokens(tensors).shape == (512, 2, PLAIN["embedding_dim"])  # x and c: one token each
+    category = features.transformed_name("c")
+    changed = dict(tensors, **{category: tf.zeros_like(tensors[category])})
+    assert not np.allclose(model.encoder(tensors).numpy(), model.encoder(changed).numpy())
+    loss, weights = model.loss_config()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, loss_weights=weights)
+    targets = model.training_targets(tensors, tf.constant(target))
+    history = model.fit(inputs, targets, batch_size=64, epochs=15, verbose=0).history["loss"]
+    assert history[-1] < 0.6 * history[0]
+    with pytest.raises(ValueError, match="model.feature_encoder"):
+        _model(book, feature_encoder="transformer")
+
+
+def test_warmup_cosine_schedule_sets_the_learning_rate_each_batch():
+    inputs, target, book = _data(128)
+    model = _model(book, learning_rate_schedule="warmup_cosine", warmup_steps=2, learning_rate=0.01)
+    loss, weights = model.loss_config()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss, loss_weights=weights)
+    tensors = {k: tf.constant(v) for k, v in inputs.items()}
+    (schedule,) = model.training_callbacks(total_steps=4)
+    model.fit(tensors, model.training_targets(tensors, tf.constant(target)), batch_size=32, epochs=1, verbose=0,
+              callbacks=[schedule])
+    # Batches 0..3: 0.005, 0.01 (warm-up), then the cosine from 0.01 at step 2 to 0 at step 4: 0.01, 0.005.
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.005, rel=1e-5)

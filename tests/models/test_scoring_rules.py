@@ -72,6 +72,25 @@ def test_zero_inflated_lognormal_crps_matches_integration():
         assert crps[row] == pytest.approx(expected, rel=1e-6, abs=1e-8), row
 
 
+def test_zero_inflated_lognormal_crps_matches_a_monte_carlo_estimate():
+    # CRPS = E|X − y| − ½·E|X − X′| with X, X′ drawn independently from (1 − p)·δ₀ + p·LogNormal(μ, σ).
+    rng = np.random.default_rng(0)
+    probability = np.array([0.35, 0.9, 0.6])
+    loc, scale = np.array([3.0, 1.0, 4.0]), np.array([0.8, 0.4, 1.1])
+    labels = np.array([0.0, 2.5, 150.0])
+    crps = scoring_rules.crps_zero_inflated_lognormal(probability, loc, scale, labels)
+    draws = 400_000
+    for row, label in enumerate(labels):
+        def sample(row=row):
+            positive = rng.random(draws) < probability[row]
+            return np.where(positive, rng.lognormal(loc[row], scale[row], draws), 0.0)
+
+        x, x_prime = sample(), sample()
+        terms = np.abs(x - label) - 0.5 * np.abs(x - x_prime)
+        standard_error = terms.std() / np.sqrt(draws)
+        assert abs(crps[row] - terms.mean()) < 4 * standard_error, (row, crps[row], terms.mean(), standard_error)
+
+
 def test_lognormal_crps_without_zeros_matches_the_published_closed_form():
     mu, sigma, y = 1.5, 0.8, 3.0
     z = (np.log(y) - mu) / sigma

@@ -26,7 +26,7 @@ def _args(argv):
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    args = _args(["--tiny", "--datasets", "synthetic_ltv", "--models", *MODELS, "--seeds", "1",
+    args = _args(["--tiny", "--datasets", "synthetic_ltv", "--models", *MODELS, "--seeds", "1", "--decodings",
                   "--variant", f"{SMALL_CODES}: codebook_sizes=[8,4]", "--serving-memory-rows", *MEMORY_ROWS,
                   "--out", str(root / "out"), "--work-dir", str(root / "work")])
     assert args.func(args) == 0
@@ -36,8 +36,16 @@ def tiny_bench(tmp_path_factory):
 
 def test_parser_defaults():
     args = _args([])
-    assert args.datasets == list(bench_rows.DATASETS)
-    assert args.seeds == 3 and args.scale == 1.0 and args.out == "benchmarks" and not args.tiny
+    assert args.datasets == ["cdnow_snapshots", "cdnow"]
+    assert args.seeds == 2 and args.scale == 1.0 and args.out == "benchmarks" and not args.tiny
+    assert not args.decodings and args.models is None
+
+
+def test_default_budget_uses_every_cdnow_customer_and_skips_the_decoding_tables():
+    budget = bench_rows.budget_for()
+    assert budget.rows["cdnow"] is None and budget.rows["cdnow_snapshots"] is None  # None: all 23,570
+    assert not budget.decodings
+    assert budget.measures_memory("rqreg") and budget.measures_memory("mse") and not budget.measures_memory("ziln")
 
 
 def test_json_has_every_row_with_finite_metrics(tiny_bench):
@@ -174,7 +182,8 @@ def test_aggregate_and_target_rule():
 
 def test_scale_multiplies_sizes_and_step_budgets():
     half = bench_rows.budget_for(0.5)
-    assert half.rows["cdnow"] == bench_rows.DEFAULT_BUDGET.rows["cdnow"] // 2
+    assert half.rows["cdnow"] == round(bench_rows.CDNOW_CUSTOMERS * 0.5)
+    assert half.rows["synthetic_ltv"] == bench_rows.DEFAULT_BUDGET.rows["synthetic_ltv"] // 2
     assert half.max_steps == bench_rows.DEFAULT_BUDGET.max_steps // 2
     assert bench_rows.budget_for(10.0).rows["cdnow"] is None  # more than CDNOW has: all customers
     assert bench_rows.budget_for(1.0, tiny=True) == bench_rows.TINY_BUDGET
@@ -209,12 +218,17 @@ def test_rqreg_is_compared_with_every_peer_by_a_paired_bootstrap(tiny_bench):
     intervals = dataset["bootstrap"]
     assert {r["peer"] for r in intervals} == {"ziln", "gr", "gbdt"}  # not RQ-Reg's own variant
     assert {r["metric"] for r in intervals} == {"normalized_gini", "spearman", "crps", "pinball_10", "pinball_50",
-                                                "pinball_90"}
+                                                "pinball_90", "crps_model"}
+    # Both RQ-Reg and ZILN serve a whole distribution: their exact CRPS are compared with each other only.
+    assert {r["peer"] for r in intervals if r["metric"] == "crps_model"} == {"ziln"}
     for r in intervals:
         assert r["resamples"] == 1000 and r["clusters"] == dataset["counts"]["eval"]
         assert r["low"] <= r["high"] and r["met"] == (r["low"] > 0)
     rqreg = dataset["rows"]["rqreg"]["runs"][0]
     assert 0 < rqreg["crps_tree"] and math.isfinite(rqreg["crps"]) and len(rqreg["coverage_80_by_decile"]) == 10
+    assert rqreg["crps_model"] == rqreg["crps_tree"]
+    assert 0 < dataset["rows"]["ziln"]["runs"][0]["crps_model"] < math.inf
+    assert "crps_model" not in dataset["rows"]["gbdt"]["runs"][0]
     assert "RQ-Reg vs each peer, paired bootstrap" in markdown and "## Targets (paired bootstrap)" in markdown
     assert "_eval" not in json.dumps(results)
 
@@ -222,7 +236,7 @@ def test_rqreg_is_compared_with_every_peer_by_a_paired_bootstrap(tiny_bench):
 def test_serving_memory_can_be_limited_to_some_rows_or_skipped():
     import dataclasses
 
-    budget = bench_rows.DEFAULT_BUDGET
+    budget = dataclasses.replace(bench_rows.DEFAULT_BUDGET, serving_memory_rows=None)
     assert budget.measures_memory("rqreg") and budget.measures_memory("gbdt")
     some = dataclasses.replace(budget, serving_memory_rows=("gbdt",))
     assert some.measures_memory("gbdt") and not some.measures_memory("rqreg")
