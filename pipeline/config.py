@@ -200,23 +200,12 @@ class ModelConfig:
                               f"{', '.join(LABEL_TRANSFORMS)}")
         if not self.codebook_sizes or any(k < 2 for k in self.codebook_sizes):
             raise ConfigError(f"model.codebook_sizes: {self.codebook_sizes} needs one or more levels of at least 2 codes")
-        if self.decoding not in DECODINGS:
-            raise ConfigError(f"model.decoding: {self.decoding!r} is not one of {', '.join(DECODINGS)}")
-        if self.rnc_representation not in RNC_REPRESENTATIONS:
-            raise ConfigError(f"model.rnc_representation: {self.rnc_representation!r} is not one of "
-                              f"{', '.join(RNC_REPRESENTATIONS)}")
-        if self.mean_calibration not in MEAN_CALIBRATIONS:
-            raise ConfigError(f"model.mean_calibration: {self.mean_calibration!r} is not one of "
-                              f"{', '.join(MEAN_CALIBRATIONS)}")
-        if self.numeric_encoding not in NUMERIC_ENCODINGS:
-            raise ConfigError(f"model.numeric_encoding: {self.numeric_encoding!r} is not one of "
-                              f"{', '.join(NUMERIC_ENCODINGS)}")
-        if self.feature_encoder not in FEATURE_ENCODERS:
-            raise ConfigError(f"model.feature_encoder: {self.feature_encoder!r} is not one of "
-                              f"{', '.join(FEATURE_ENCODERS)}")
-        if self.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
-            raise ConfigError(f"model.learning_rate_schedule: {self.learning_rate_schedule!r} is not one of "
-                              f"{', '.join(LEARNING_RATE_SCHEDULES)}")
+        for field, known in (("decoding", DECODINGS), ("rnc_representation", RNC_REPRESENTATIONS),
+                             ("mean_calibration", MEAN_CALIBRATIONS), ("numeric_encoding", NUMERIC_ENCODINGS),
+                             ("feature_encoder", FEATURE_ENCODERS),
+                             ("learning_rate_schedule", LEARNING_RATE_SCHEDULES)):
+            if getattr(self, field) not in known:
+                raise ConfigError(f"model.{field}: {getattr(self, field)!r} is not one of {', '.join(known)}")
         if self.warmup_steps < 0:
             raise ConfigError(f"model.warmup_steps: {self.warmup_steps} must be >= 0")
         if isinstance(self.numeric_bins, bool) or not isinstance(self.numeric_bins, int) or self.numeric_bins < 2:
