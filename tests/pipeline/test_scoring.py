@@ -34,7 +34,7 @@ def test_components_paths_and_no_cache():
     assert pipeline.pipeline_info.pipeline_root == "/out/scoring/pipeline_root"
     assert pipeline.metadata_connection_config.sqlite.filename_uri == "/out/scoring/metadata.sqlite"
     assert pipeline.enable_cache is False
-    assert pipeline.beam_pipeline_args == ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    assert pipeline.beam_pipeline_args == []  # the in-memory DirectRunner: Beam's defaults (runners.component_beam_args)
     writer = json.loads(pipeline.components[3].exec_properties["spec_json"])
     assert writer["view_name"] == "predicted_ltv_365" and writer["predictions_dir"] == "/out/predictions"
     assert writer["model_version"] == "1795"
