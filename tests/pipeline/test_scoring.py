@@ -68,19 +68,22 @@ def test_bulk_inferrer_scores_with_the_packed_signature_when_the_run_names_it():
     assert list(model_spec.model_signature_name) == ["score_packed"]
 
 
+VALUES = (5.0, 4.0, 1.0, 9.0)  # the tiny model's prediction, median, lower and upper
+
+
 @pytest.fixture(scope="module", params=[False, True], ids=["serving_default", "and_packed"])
 def tiny_model(request, tmp_path_factory):
-    """A SavedModel with the serving contract's signature (zeros for every output), and with the packed one."""
+    """A SavedModel with the serving contract's signature (VALUES for every row), and with the packed one."""
     module = tf.Module()
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve(examples):
         n = tf.shape(examples)[0]
-        return {"prediction": tf.zeros([n]), "median": tf.zeros([n]), "lower": tf.zeros([n]), "upper": tf.zeros([n])}
+        return {key: tf.fill([n], value) for key, value in zip(("prediction", "median", "lower", "upper"), VALUES)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def packed(examples):
-        return {"scores": tf.zeros([tf.shape(examples)[0], 4])}
+        return {"scores": tf.tile([VALUES], [tf.shape(examples)[0], 1])}
 
     signatures = {"serving_default": serve, **({"score_packed": packed} if request.param else {})}
     path = str(tmp_path_factory.mktemp("model") / "model")
@@ -120,3 +123,13 @@ def test_the_batch_bounds_reach_beam(tiny_model):
     with bulk_scoring.forwarded_batch_parameters():
         assert wrapped.batch_elements_kwargs() == {"min_batch_size": 256, "max_batch_size": 1024}
     assert wrapped.batch_elements_kwargs() == {}
+
+
+def test_bulk_inference_logs_of_either_signature_decode_into_the_values(tiny_model, tmp_path):
+    from rqvalue.bench import bulk_inference
+
+    path, packed = tiny_model
+    rows = [tf.train.Example().SerializeToString()] * 300  # more than one batch of 256
+    result = bulk_inference.measure(path, rows, bulk_scoring.scoring_signature(path))
+    assert result["signature"] == ("score_packed" if packed else "serving_default")
+    assert result["rows"] == 300 and result["first_predictions"] == [5.0, 5.0, 5.0]
