@@ -6,6 +6,10 @@ per output, each of shape [1, ...] — a scalar as `float_val`, a vector (RQ cod
 `tensor_content`. `tf.io.decode_proto` reads a field of a whole batch of messages at once, so the
 logs are taken apart level by level (log -> request/response -> map entries -> tensors) without a
 Python step per example (about 4x faster than parsing each log in Python).
+
+Logs of the packed signature (`score_packed`, `models/serving.py`) hold one output, `scores` [1, 4 + L]:
+the four values (`features.SERVING_VALUE_KEYS`, in that order), then the L codes as floats. They are
+decoded into the same columns as the logs of `serving_default`.
 """
 
 import dataclasses
@@ -14,6 +18,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
+
+from schemas import features
 
 _SERVING = "tensorflow.serving."
 
@@ -83,6 +89,8 @@ def decode(records: tf.Tensor, scalar_keys: Sequence[str], codes_key: Optional[s
     names = names.numpy()[:, 0].reshape(rows, outputs)
     content = content.numpy()[:, 0]
     floats, ints = floats.numpy(), ints.numpy()
+    if outputs == 1 and (names == features.SERVING_PACKED_KEY.encode()).all():
+        return _unpacked(examples.numpy()[:, 0], _rows(sizes[:, 0], floats, content), scalar_keys, codes_key)
 
     def column(key: str) -> np.ndarray:
         found = names == key.encode()
@@ -106,3 +114,35 @@ def decode(records: tf.Tensor, scalar_keys: Sequence[str], codes_key: Optional[s
         else:
             codes = np.frombuffer(b"".join(content[at]), dtype=np.int64).reshape(rows, -1)
     return Decoded(examples.numpy()[:, 0], values, codes)
+
+
+def _rows(counts: np.ndarray, floats: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """[N, W] float32: each row's [1, W] tensor, from `float_val` (`counts` values) or packed `tensor_content`."""
+    in_floats = counts > 0
+    widths = np.where(in_floats, counts, [len(c) // 4 for c in content]) if len(counts) else counts
+    width = int(widths.max()) if len(counts) else 0
+    if (widths != width).any():
+        raise ValueError("prediction logs: examples differ in the width of their packed scores")
+    scores = np.empty((len(counts), width), np.float32)
+    scores[in_floats] = floats[in_floats, :width]
+    scores[~in_floats] = np.frombuffer(b"".join(content[~in_floats]), dtype=np.float32).reshape(-1, width)
+    return scores
+
+
+def _unpacked(examples: np.ndarray, scores: np.ndarray, scalar_keys: Sequence[str],
+              codes_key: Optional[str]) -> Decoded:
+    """The columns of the packed `scores` [N, 4 + L] (module docstring)."""
+    value_keys = features.SERVING_VALUE_KEYS
+    if scores.shape[0] and scores.shape[1] < len(value_keys):
+        raise ValueError(f"prediction logs: packed scores have {scores.shape[1]} columns, fewer than the "
+                         f"{len(value_keys)} values {list(value_keys)}")
+    unknown = [key for key in scalar_keys if key not in value_keys]
+    if unknown:
+        raise ValueError(f"prediction logs: packed scores hold {list(value_keys)} and codes, not {unknown}")
+    values = {key: np.ascontiguousarray(scores[:, value_keys.index(key)]) for key in scalar_keys}
+    codes = None
+    if codes_key is not None:
+        if scores.shape[0] and scores.shape[1] == len(value_keys):
+            raise ValueError(f"prediction logs: output {codes_key!r} is missing (the packed scores hold no codes)")
+        codes = np.rint(scores[:, len(value_keys):]).astype(np.int64)
+    return Decoded(examples, values, codes)

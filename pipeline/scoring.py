@@ -44,6 +44,7 @@ class ScoringRun:
       model_uri: the Trainer's Model artifact that was pushed (it holds Format-Serving/).
       model_version: the pushed version (the folder name under serving/).
       output_keys: the outputs of the model's serving signature.
+      signature: the signature BulkInferrer scores with (`bulk_scoring.scoring_signature`).
       entities: an entity list file (Parquet/CSV); empty: every entity in the feature store.
     """
 
@@ -52,6 +53,7 @@ class ScoringRun:
     model_version: str
     output_keys: Tuple[str, ...]
     entities: str = ""
+    signature: str = bulk_scoring.SIGNATURE
 
 
 def view_name(config: RunConfig) -> str:
@@ -95,7 +97,8 @@ def create_scoring_pipeline(config: RunConfig, run: ScoringRun) -> tfx.dsl.Pipel
         chunk_rows=config.scoring.chunk_rows).to_json())
     model = tfx.dsl.Importer(source_uri=run.model_uri, artifact_type=tfx.types.standard_artifacts.Model,
                              reimport=False).with_id("pushed_model_importer")
-    inferrer = bulk_scoring.scoring_inferrer(example_gen.outputs["examples"], model.outputs["result"])
+    inferrer = bulk_scoring.scoring_inferrer(example_gen.outputs["examples"], model.outputs["result"],
+                                            run.signature)
     writer = PredictionsWriter(
         inference_result=inferrer.outputs["inference_result"], examples=example_gen.outputs["examples"],
         model=model.outputs["result"],

@@ -99,11 +99,12 @@ def _score_locked(cfg: config_lib.RunConfig, when: pd.Timestamp, entities: str, 
                   report: Optional[Callable[[str], None]]):
     from tfx.utils import path_utils
 
-    from components.bulk_scoring import signature_outputs
+    from components.bulk_scoring import scoring_signature, signature_outputs
     from pipeline import local_runner, scoring
 
     model = choose_model(cfg.metadata_path, model_version)
-    outputs = tuple(signature_outputs(path_utils.serving_model_path(model.model_uri)))
+    serving_dir = path_utils.serving_model_path(model.model_uri)
+    outputs = tuple(signature_outputs(serving_dir))
     missing = [key for key in features.SERVING_VALUE_KEYS if key not in outputs]
     if missing:
         raise ValueError(f"model {model.version}: its serving signature lacks {missing} (it returns {list(outputs)})")
@@ -111,7 +112,7 @@ def _score_locked(cfg: config_lib.RunConfig, when: pd.Timestamp, entities: str, 
         report(f"rqvalue predict: as of {when.isoformat()} with model {model.version} ({model.destination})")
     return local_runner.run_scoring(cfg, scoring.ScoringRun(
         as_of=when.isoformat(), model_uri=model.model_uri, model_version=model.version, output_keys=outputs,
-        entities=os.path.abspath(entities) if entities else ""), report)
+        entities=os.path.abspath(entities) if entities else "", signature=scoring_signature(serving_dir)), report)
 
 
 def summary(cfg: config_lib.RunConfig, record) -> str:

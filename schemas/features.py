@@ -74,6 +74,10 @@ VIDEO_CATEGORIES = ("news", "music", "gaming", "sports", "comedy", "education", 
 # RQ-Reg's greedy codes; scoring writes them under the same names (the codes as `rq_codes`).
 SERVING_VALUE_KEYS = ("prediction", "median", "lower", "upper")
 SERVING_CODES_KEY = "codes"
+# The second serving signature (models/serving.py): the same scoring as `serving_default` with ONE
+# float32 output [B, 4 + L]: columns SERVING_VALUE_KEYS, then the L RQ codes (none for kinds without codes).
+SERVING_PACKED_SIGNATURE = "score_packed"
+SERVING_PACKED_KEY = "scores"
 
 # Outputs of Transform that are not one-to-one with a raw feature.
 TARGET_KEY = "target_xf"  # the label after the label transform (log1p by default)

@@ -48,3 +48,32 @@ def test_a_missing_output_is_named():
     records = [_log(b"a", {"prediction": np.float32(2.0)})]
     with pytest.raises(ValueError, match="output 'median' is missing"):
         prediction_logs.decode(tf.constant(records), ["prediction", "median"], None)
+
+
+def _float_val_log(example: bytes, scores: np.ndarray) -> bytes:
+    """A log of the packed output [1, W] with its values in `float_val`, the other layout a writer may choose."""
+    log = prediction_log_pb2.PredictionLog.FromString(_log(example, {}))
+    tensor = log.predict_log.response.outputs["scores"]
+    tensor.CopyFrom(tf.make_tensor_proto(scores, shape=(1,) + scores.shape))
+    tensor.ClearField("tensor_content")
+    tensor.float_val.extend(scores.tolist())
+    return log.SerializeToString()
+
+
+def test_packed_scores_decode_into_the_same_columns_whatever_their_layout():
+    rows = np.float32([[1.5, 1.0, 0.5, 3.0, 2, 0, 7], [0.0, 0.0, 0.0, 0.25, 0, 15, 1]])
+    records = [_float_val_log(b"e0", rows[0]), _log(b"e1", {"scores": rows[1]})]  # tensor_content
+    decoded = prediction_logs.decode(tf.constant(records), ["prediction", "median", "lower", "upper"], "codes")
+    assert decoded.examples.tolist() == [b"e0", b"e1"]
+    for column, key in enumerate(("prediction", "median", "lower", "upper")):
+        np.testing.assert_array_equal(decoded.values[key], rows[:, column], err_msg=key)
+    assert decoded.codes.dtype == np.int64
+    np.testing.assert_array_equal(decoded.codes, [[2, 0, 7], [0, 15, 1]])
+
+
+def test_packed_scores_without_codes():
+    records = [_log(b"a", {"scores": np.float32([2.0, 1.0, 0.5, 4.0])}, packed=("scores",))]
+    decoded = prediction_logs.decode(tf.constant(records), ["prediction", "upper"], None)
+    assert decoded.values == {"prediction": [2.0], "upper": [4.0]} and decoded.codes is None
+    with pytest.raises(ValueError, match="output 'codes' is missing"):
+        prediction_logs.decode(tf.constant(records), ["prediction"], "codes")

@@ -20,9 +20,10 @@ def repo(tmp_path_factory):
     return datasets.prepare("synthetic_ltv", str(tmp_path_factory.mktemp("ltv")), rows=60).feast_repo
 
 
-def _scored(directory, ids, offset):
+def _scored(directory, ids, offset, packed=False):
     """BulkInferrer's inference result: one PredictionLog per example, as tfx_bsl writes it for a
-    predict signature (each output of the row as a [1, ...] tensor)."""
+    predict signature (each output of the row as a [1, ...] tensor); `packed`: of the packed signature
+    (one output `scores`: the four values, then the codes)."""
     os.makedirs(directory, exist_ok=True)
     with tf.io.TFRecordWriter(os.path.join(directory, "prediction_logs-00000-of-00001.gz"), options="GZIP") as out:
         for i in ids:
@@ -35,6 +36,9 @@ def _scored(directory, ids, offset):
             request.string_val.append(example.SerializeToString())
             outputs = {key: np.float32(i + offset) for key in ("prediction", "median", "lower", "upper")}
             outputs["codes"] = np.array([i % 4, 1, 0], dtype=np.int64)
+            if packed:
+                outputs = {"scores": np.concatenate([np.float32([outputs.pop(key) for key in writer.VALUE_COLUMNS]),
+                                                     outputs.pop("codes").astype(np.float32)])}
             for key, value in outputs.items():
                 log.predict_log.response.outputs[key].CopyFrom(
                     tf.make_tensor_proto(value, shape=np.expand_dims(value, 0).shape))
@@ -83,6 +87,20 @@ def test_scoring_again_replaces_rows_and_only_the_latest_time_goes_online(repo, 
     assert len(pd.read_parquet(june.view_dir)) == 50
     view = FeatureStore(repo_path=repo).get_feature_view("predicted_label")
     assert [e for e in view.entities] == ["customer"] and view.batch_source.timestamp_field == "as_of"
+
+
+def test_packed_logs_give_the_same_rows_as_logs_of_serving_default(repo, tmp_path):
+    spec = _spec(repo, tmp_path, "2024-06-01T00:00:00+00:00")
+    entities = writer.entity_types(FeatureStore(repo_path=repo), spec.entity_columns)
+    ids = np.arange(1, 21)
+
+    def rows(packed):
+        folder = _scored(str(tmp_path / f"packed-{packed}"), ids, 0.5, packed=packed)
+        return pd.concat(list(writer.scored_batches(folder, spec, entities, "run-1")), ignore_index=True)
+
+    expected, got = rows(False), rows(True)
+    assert len(got) == 20 and got.rq_codes[2].tolist() == [3, 1, 0]
+    pd.testing.assert_frame_equal(got, expected)
 
 
 def test_partition_names_are_not_hive_partitions():

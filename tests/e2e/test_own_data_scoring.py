@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from feast import FeatureStore
 
+from components import bulk_scoring
 from rqvalue import cli
 
 pytestmark = pytest.mark.e2e
@@ -19,7 +20,7 @@ AS_OF = pd.Timestamp("2024-04-15", tz="UTC")
 
 
 def _served(model_dir, features, ids):
-    """The SavedModel's prediction for each id, from its latest feature row at or before AS_OF."""
+    """The SavedModel's serving_default outputs for each id, from its latest feature row at or before AS_OF."""
     known = features[features.event_timestamp <= AS_OF].sort_values("event_timestamp").groupby("customer_id").last()
     serialized = []
     for customer in ids:
@@ -32,7 +33,7 @@ def _served(model_dir, features, ids):
         feature["channel"].bytes_list.value.append(row.channel.encode())
         serialized.append(example.SerializeToString())
     serve = tf.saved_model.load(model_dir).signatures["serving_default"]
-    return serve(examples=tf.constant(serialized))["prediction"].numpy()
+    return {key: value.numpy() for key, value in serve(examples=tf.constant(serialized)).items()}
 
 
 def test_init_run_predict_online_and_rescore(tmp_path, capsys):
@@ -62,8 +63,14 @@ def test_init_run_predict_online_and_rescore(tmp_path, capsys):
     ids = table.customer_id.sort_values().to_numpy()[:8]
     online = store.get_online_features(["predicted_label:prediction", "predicted_label:model_version"],
                                        [{"customer_id": int(i)} for i in ids]).to_dict()
-    expected = _served(os.path.join(runs, "serving", version), features, ids)
-    np.testing.assert_allclose(online["prediction"], expected, rtol=1e-5)
+    model_dir = os.path.join(runs, "serving", version)
+    assert bulk_scoring.scoring_signature(model_dir) == "score_packed"  # what BulkInferrer scored with
+    expected = _served(model_dir, features, ids)
+    np.testing.assert_allclose(online["prediction"], expected["prediction"], rtol=1e-5)
+    written = table.set_index("customer_id").loc[ids]
+    for key in ("median", "lower", "upper"):
+        np.testing.assert_allclose(written[key], expected[key], rtol=1e-5, err_msg=key)
+    np.testing.assert_array_equal(np.stack(written.rq_codes), expected["codes"])
     assert online["model_version"] == [version] * len(ids)
 
     assert cli.main(predict) == 0, "scoring the same as-of time again"

@@ -16,6 +16,7 @@ from toy_data import serialized_example
 
 from models import base, preprocessing, registry, serving, serving_cost, trainer
 from pipeline.config import ModelConfig
+from schemas import features
 
 SIZES = (4, 3)
 DATA = {"numeric_features": ["x", "y"], "categorical_features": ["c"], "label": "label"}
@@ -128,6 +129,24 @@ def test_every_row_scores_the_same_alone_as_among_bad_rows(kind_signatures):
     assert {key: value.shape[0] for key, value in empty.items()} == {key: 0 for key in together}
 
 
+def _assert_packed_equals_serving_default(signatures, rows):
+    """score_packed's `scores` are serving_default's values, then its codes (if any), column by column."""
+    outputs = _serve(signatures["serving_default"], rows)
+    scores = _serve(signatures[features.SERVING_PACKED_SIGNATURE], rows)[features.SERVING_PACKED_KEY]
+    codes = outputs.get(features.SERVING_CODES_KEY, np.zeros((len(rows), 0)))
+    assert scores.dtype == np.float32 and scores.shape == (len(rows), 4 + codes.shape[1])
+    for column, key in enumerate(features.SERVING_VALUE_KEYS):
+        np.testing.assert_array_equal(scores[:, column], outputs[key], err_msg=key)
+    np.testing.assert_array_equal(scores[:, 4:], codes)
+
+
+def test_the_packed_signature_holds_serving_defaults_values_and_codes(kind_signatures):
+    _, signatures = kind_signatures
+    _assert_packed_equals_serving_default(signatures, GOOD + BAD)
+    assert signatures[features.SERVING_PACKED_SIGNATURE](tf.constant([], tf.string))[
+        features.SERVING_PACKED_KEY].shape[0] == 0
+
+
 @pytest.mark.parametrize("kind, settings", [("rqreg", {}), ("rqreg", {"decoding": "pruned", "beam_width": 2}),
                                             ("mse", {})])
 def test_scoring_in_chunks_equals_scoring_at_once(kind, settings, transform_output):
@@ -164,6 +183,12 @@ def test_a_saved_model_scores_in_chunks_and_keeps_bad_values_in_their_row(saved_
     for i, row in enumerate(GOOD + BAD):
         np.testing.assert_allclose(outputs["prediction"][i], _serve(saved_rqreg["serving_default"], [row])[
             "prediction"][0], rtol=1e-5)
+
+
+def test_a_saved_models_packed_signature_holds_serving_defaults_outputs_and_checks_rows(saved_rqreg):
+    _assert_packed_equals_serving_default(saved_rqreg, GOOD + BAD)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"examples\[6\] cannot be read"):
+        saved_rqreg[features.SERVING_PACKED_SIGNATURE](tf.constant([_example(r) for r in GOOD] + [b"garbage"]))
 
 
 @pytest.mark.parametrize("garbage", [b"\xff\xfe\x00 not an example \x80", b"\x0a\x05abc", b"garbage"])

@@ -21,9 +21,10 @@ def _config(**changes):
                                 beam_args=("--direct_running_mode=in_memory", "--direct_num_workers=1"), **changes)
 
 
-def _run():
+def _run(**changes):
     return scoring.ScoringRun(as_of="2024-06-01T00:00:00+00:00", model_uri="/out/pipeline_root/Trainer/model/9",
-                              model_version="1795", output_keys=("codes", "lower", "median", "prediction", "upper"))
+                              model_version="1795", output_keys=("codes", "lower", "median", "prediction", "upper"),
+                              **changes)
 
 
 def test_components_paths_and_no_cache():
@@ -61,23 +62,39 @@ def test_bulk_inferrer_scores_the_score_split_with_the_serving_signature_in_boun
     assert (spec.batch_parameters.min_batch_size, spec.batch_parameters.max_batch_size) == (256, 1024)
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A SavedModel with the serving contract's signature (zeros for every output)."""
+def test_bulk_inferrer_scores_with_the_packed_signature_when_the_run_names_it():
+    inferrer = scoring.create_scoring_pipeline(_config(), _run(signature="score_packed")).components[2]
+    model_spec = proto_utils.json_to_proto(inferrer.exec_properties["model_spec"], bulk_inferrer_pb2.ModelSpec())
+    assert list(model_spec.model_signature_name) == ["score_packed"]
+
+
+VALUES = (5.0, 4.0, 1.0, 9.0)  # the tiny model's prediction, median, lower and upper
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["serving_default", "and_packed"])
+def tiny_model(request, tmp_path_factory):
+    """A SavedModel with the serving contract's signature (VALUES for every row), and with the packed one."""
     module = tf.Module()
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve(examples):
         n = tf.shape(examples)[0]
-        return {"prediction": tf.zeros([n]), "median": tf.zeros([n]), "lower": tf.zeros([n]), "upper": tf.zeros([n])}
+        return {key: tf.fill([n], value) for key, value in zip(("prediction", "median", "lower", "upper"), VALUES)}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def packed(examples):
+        return {"scores": tf.tile([VALUES], [tf.shape(examples)[0], 1])}
+
+    signatures = {"serving_default": serve, **({"score_packed": packed} if request.param else {})}
     path = str(tmp_path_factory.mktemp("model") / "model")
-    tf.saved_model.save(module, path, signatures={"serving_default": serve})
-    return path
+    tf.saved_model.save(module, path, signatures=signatures)
+    return path, request.param
 
 
 def test_signature_outputs_are_read_without_loading_the_model(tiny_model):
-    assert bulk_scoring.signature_outputs(tiny_model) == ["lower", "median", "prediction", "upper"]
+    path, packed = tiny_model
+    assert bulk_scoring.signature_outputs(path) == ["lower", "median", "prediction", "upper"]
+    assert bulk_scoring.scoring_signature(path) == ("score_packed" if packed else "serving_default")
 
 
 def test_scoring_settings_come_from_the_config_file():
@@ -100,9 +117,19 @@ def test_the_batch_bounds_reach_beam(tiny_model):
     from tfx_bsl.beam import run_inference
 
     spec = bulk_scoring.BoundedBatchExecutor()._get_inference_spec(
-        tiny_model, {"model_spec": proto_utils.proto_to_json(bulk_inferrer_pb2.ModelSpec())})
+        tiny_model[0], {"model_spec": proto_utils.proto_to_json(bulk_inferrer_pb2.ModelSpec())})
     wrapped = run_inference._ModelHandlerWrapper(run_inference._PredictModelHandler(spec, None))
     assert wrapped.batch_elements_kwargs() == {}
     with bulk_scoring.forwarded_batch_parameters():
         assert wrapped.batch_elements_kwargs() == {"min_batch_size": 256, "max_batch_size": 1024}
     assert wrapped.batch_elements_kwargs() == {}
+
+
+def test_bulk_inference_logs_of_either_signature_decode_into_the_values(tiny_model, tmp_path):
+    from rqvalue.bench import bulk_inference
+
+    path, packed = tiny_model
+    rows = [tf.train.Example().SerializeToString()] * 300  # more than one batch of 256
+    result = bulk_inference.measure(path, rows, bulk_scoring.scoring_signature(path))
+    assert result["signature"] == ("score_packed" if packed else "serving_default")
+    assert result["rows"] == 300 and result["first_predictions"] == [5.0, 5.0, 5.0]
