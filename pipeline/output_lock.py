@@ -60,12 +60,17 @@ def _descriptor_on(path: str) -> Optional[int]:
     return None
 
 
-def _holder(path: str) -> str:
+def _holder_line(path: str) -> str:
+    """What the holder wrote into the lock file (`_write_holder`), or '' if nothing can be read."""
     try:
         with open(path) as f:
-            text = f.read(200).strip()
+            return f.read(200).strip()
     except OSError:
         return ""
+
+
+def _holder(path: str) -> str:
+    text = _holder_line(path)
     return f" ({text})" if text else ""
 
 
@@ -129,8 +134,7 @@ def holder(output_dir: str) -> Optional[str]:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
-        text = _holder(path)
-        return SCORING if text.rstrip(")").endswith(", " + SCORING) else RUN
+        return SCORING if _holder_line(path).endswith(", " + SCORING) else RUN
     finally:
         os.close(fd)  # also releases the shared lock just taken
     return None
