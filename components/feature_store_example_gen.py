@@ -154,7 +154,8 @@ def survey(spec: IngestionSpec, span: Optional[int] = None) -> Survey:
             times_missing = True
             continue
         if spec.span_days and len(chunk):
-            latest = max(latest or 0, int(span_numbers(times, spec.span_days, spec.span_origin).max()))
+            # span numbers grow with time: the latest time's span is the largest
+            latest = max(latest or 0, int(span_numbers(pd.Series([times.max()]), spec.span_days, spec.span_origin)[0]))
         if span is None:
             continue
         if window is not None:
@@ -185,10 +186,10 @@ def _count_label_faults(chunk: pd.DataFrame, spec: IngestionSpec, counter: spine
     faults = label_rules.label_faults(chunk[spec.label])
     if not faults:
         return
-    splits = entity_keys_of(chunk, spec).map(lambda k: split_of(k, spec.eval_fraction, spec.validation_fraction))
+    splits = splits_of(chunk, spec)
     for fault, mask in faults.items():
         for split in SPLITS:
-            rows = chunk.index[mask & (splits == split).to_numpy()]
+            rows = chunk.index[mask & (splits == split)]
             counter.add(fault, split, len(rows),
                         lambda: f"{_example(chunk, rows[0], spec)}: {chunk.at[rows[0], spec.label]!r}")
 
@@ -440,8 +441,8 @@ class _PrivilegedChunks:
     """The forward retrieval a chunk at a time; the check that no privileged feature is the label runs on
     all training rows at the end (it keeps their privileged values and labels, as floats)."""
 
-    def __init__(self, spec: IngestionSpec, privileged):
-        self.spec, self.privileged = spec, privileged
+    def __init__(self, spec: IngestionSpec, privileged, store=None):
+        self.spec, self.privileged, self.store = spec, privileged, store  # store: the run's FeatureStore
         self.lacking = 0
         self._values: List[pd.DataFrame] = []
         self._labels: List[pd.Series] = []
@@ -456,7 +457,7 @@ class _PrivilegedChunks:
             return extended
         try:
             values = privileged_retrieval.forward_values(frame[training], spec.feast_repo, spec.timestamp_column,
-                                                         privileged)
+                                                         privileged, store=self.store)
         except privileged_retrieval.PrivilegedRetrievalError as e:
             raise IngestionError(f"{e}; {_NOTHING_KEPT}") from e
         self._values.append(values.astype("float64"))
@@ -486,7 +487,7 @@ def ingest(spec: IngestionSpec, output_uri: str, span: int = 0, privileged=None)
       `privileged_retrieval.PrivilegedSpec`) `rows_without_privileged_features`.
     """
     checked, retriever, chunks = retrieved_chunks(spec, span)
-    forward = _PrivilegedChunks(spec, privileged) if privileged else None
+    forward = _PrivilegedChunks(spec, privileged, retriever.store) if privileged else None
     writer = ExampleWriter(_privileged_write_spec(spec, privileged) if privileged else spec, output_uri)
     try:
         for frame in chunks:

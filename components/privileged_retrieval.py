@@ -83,8 +83,8 @@ class PrivilegedSpec:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-def forward_values(rows: pd.DataFrame, feast_repo: str, timestamp_column: str, privileged: PrivilegedSpec
-                   ) -> pd.DataFrame:
+def forward_values(rows: pd.DataFrame, feast_repo: str, timestamp_column: str, privileged: PrivilegedSpec,
+                   store=None) -> pd.DataFrame:
     """The privileged features of `rows`, read from Feast over (t, t + window] after each row's time t.
 
     This reads the future on purpose: call it only for rows a model may learn from, never for rows
@@ -95,14 +95,16 @@ def forward_values(rows: pd.DataFrame, feast_repo: str, timestamp_column: str, p
       feast_repo: directory of the applied Feast repo.
       timestamp_column: the column of the prediction time t.
       privileged: what to read.
+      store: a FeatureStore of `feast_repo` already open (one is opened if not given).
 
     Returns:
       One float column per privileged feature, index aligned with `rows`; NaN where Feast has no
       feature row for it.
     """
-    from feast import FeatureStore  # heavy import, only where retrieval happens
+    if store is None:
+        from feast import FeatureStore  # heavy import, only where retrieval happens
 
-    store = FeatureStore(repo_path=feast_repo)
+        store = FeatureStore(repo_path=feast_repo)
     window = pd.Timedelta(days=privileged.window_days)
     at_end = _as_of(store, rows, rows[timestamp_column] + window, privileged.refs, feast_repo)
     changes = sorted({ref for ref, read in zip(privileged.refs, privileged.reads) if read == "change"})
@@ -167,6 +169,7 @@ def add_privileged(frame: pd.DataFrame, training: np.ndarray, feast_repo: str, t
       feast_repo, timestamp_column: as `forward_values`.
       label: the label column of `frame`, refused as a privileged feature (`check_not_label`).
       privileged: what to read.
+      store: a FeatureStore of `feast_repo` already open (one is opened if not given).
 
     Returns:
       (a copy of `frame` with one float column per privileged feature, missing on every row that is
