@@ -49,16 +49,6 @@ def _dense(x, default) -> tf.Tensor:
     return tf.reshape(x, [-1])
 
 
-def _present(x) -> tf.Tensor:
-    """[B] bool: the single-valued feature has a finite value (not missing, NaN or ±inf)."""
-    if isinstance(x, tf.SparseTensor):
-        ones = tf.SparseTensor(x.indices, tf.ones_like(x.values, dtype=tf.float32), x.dense_shape)
-        given = _dense(ones, 0.0) > 0.0
-    else:
-        given = tf.ones_like(tf.reshape(x, [-1]), dtype=tf.bool)
-    return tf.logical_and(given, tf.math.is_finite(tf.cast(_dense(x, 0.0), tf.float32)))
-
-
 def _signed_log1p(x: tf.Tensor) -> tf.Tensor:
     return tf.sign(x) * tf.math.log1p(tf.abs(x))
 
@@ -83,8 +73,9 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
     outputs = {}
     piecewise = custom_config.get("numeric_encoding", "zscore") == "piecewise_linear"
     for key in custom_config["numeric_features"]:
-        present = _present(inputs[key])
-        value = tf.cast(_dense(inputs[key], 0.0), tf.float32)
+        # A missing value densifies to NaN, so "present" is one test: finite (not missing, NaN or ±inf).
+        value = _dense(tf.cast(inputs[key], tf.float32), float("nan"))
+        present = tf.math.is_finite(value)
         value = _signed_log1p(tf.where(present, value, tf.zeros_like(value)))
         outputs[features.transformed_name(key)] = tft.scale_to_z_score(value)
         if piecewise:
