@@ -57,14 +57,18 @@ def forwarded_batch_parameters():
             wrapper.batch_elements_kwargs = saved
 
 
+def bounded(spec):
+    """`spec` (an InferenceSpecType) with inference batches of MIN_BATCH..MAX_BATCH examples; returns it."""
+    spec.batch_parameters.min_batch_size = MIN_BATCH
+    spec.batch_parameters.max_batch_size = MAX_BATCH
+    return spec
+
+
 class BoundedBatchExecutor(bulk_inferrer_executor.Executor):
     """BulkInferrer's executor with inference batches of MIN_BATCH..MAX_BATCH examples."""
 
     def _get_inference_spec(self, model_path, exec_properties):
-        spec = super()._get_inference_spec(model_path, exec_properties)
-        spec.batch_parameters.min_batch_size = MIN_BATCH
-        spec.batch_parameters.max_batch_size = MAX_BATCH
-        return spec
+        return bounded(super()._get_inference_spec(model_path, exec_properties))
 
     def Do(self, input_dict, output_dict, exec_properties):
         with forwarded_batch_parameters():

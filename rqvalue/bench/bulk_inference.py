@@ -52,10 +52,8 @@ def measure(model_dir: str, rows: Sequence[bytes], signature: str) -> Dict[str, 
     with tf.io.TFRecordWriter(examples) as writer:
         for row in rows:
             writer.write(row)
-    spec = model_spec_pb2.InferenceSpecType(saved_model_spec=model_spec_pb2.SavedModelSpec(
-        model_path=model_dir, signature_name=[signature]))
-    spec.batch_parameters.min_batch_size = bulk_scoring.MIN_BATCH
-    spec.batch_parameters.max_batch_size = bulk_scoring.MAX_BATCH
+    spec = bulk_scoring.bounded(model_spec_pb2.InferenceSpecType(saved_model_spec=model_spec_pb2.SavedModelSpec(
+        model_path=model_dir, signature_name=[signature])))
     start = time.process_time()
     with bulk_scoring.forwarded_batch_parameters(), beam.Pipeline() as pipeline:
         _ = (pipeline | beam.io.ReadFromTFRecord(examples) | beam.Map(tf.train.Example.FromString)

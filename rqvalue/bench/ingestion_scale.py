@@ -30,7 +30,7 @@ def _data_config(data_dir: str, rows: int, seed: int, chunk_rows: int = 0):
     from pipeline import datasets
 
     data = datasets.prepare(DATA_SET, data_dir, rows=rows, seed=seed)
-    if chunk_rows and any(f.name == "chunk_rows" for f in dataclasses.fields(data)):
+    if chunk_rows:
         data = dataclasses.replace(data, chunk_rows=chunk_rows)
     return data
 
