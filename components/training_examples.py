@@ -64,6 +64,17 @@ def to_examples(frame: pd.DataFrame, spec: IngestionSpec) -> List[tf.train.Examp
     return examples
 
 
+def epoch_seconds(times: pd.Series) -> np.ndarray:
+    """int(t.timestamp()) of each time (naive ones read as UTC), vectorized for datetime columns."""
+    if not pd.api.types.is_datetime64_any_dtype(times):
+        return times.map(lambda t: int(t.timestamp())).to_numpy(dtype=np.int64)
+    if getattr(times.dt, "tz", None) is not None:
+        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    nanos = times.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    seconds = nanos // 1_000_000_000
+    return seconds + ((nanos < 0) & (nanos % 1_000_000_000 != 0))  # int() truncates toward zero
+
+
 def split_of(entity_key: str, eval_fraction: float, validation_fraction: float = 0.0) -> str:
     """Deterministic split of an entity: 'eval' for a hash-chosen `eval_fraction` of keys, 'valid'
     for the next `validation_fraction`, 'train' for the rest."""
@@ -78,25 +89,55 @@ def split_of(entity_key: str, eval_fraction: float, validation_fraction: float =
 def serialized_examples(frame: pd.DataFrame, spec: IngestionSpec) -> List[bytes]:
     """`to_examples(frame, spec)` serialized, the same examples, faster.
 
-    Rows with every value present go through the column-wise encoder of `components.example_encoding`
-    (its only difference, an empty feature for a missing value, cannot occur there); the others
-    through `to_examples`, which leaves a missing value's feature out.
+    Rows are grouped by which of their values are present, and each group of at least
+    MIN_PATTERN_ROWS rows goes through the column-wise encoder of `components.example_encoding` with
+    only its present columns (the encoder writes a missing value as an empty feature, where
+    `to_examples` leaves the feature out: within a group nothing is missing, so the two agree). Rows
+    whose pattern is rarer take `to_examples` one by one, where one more encoder call would cost more.
     """
     written = [spec.label, *spec.numeric_features, *spec.categorical_features]
-    complete = frame[written].notna().all(axis=1).to_numpy()
+    present = frame[written].notna().to_numpy()
     encoded = np.empty(len(frame), dtype=object)
-    if not complete.all():
-        encoded[~complete] = [example.SerializeToString() for example in to_examples(frame[~complete], spec)]
-    rows = frame[complete]
-    if len(rows):
-        columns = {name: feature_presence.entity_keys(rows, [name]) for name in spec.entity_columns}
-        columns[spec.label] = pd.to_numeric(rows[spec.label])
-        columns.update({name: rows[name] for name in (*spec.numeric_features, *spec.categorical_features)})
-        timestamps = rows[spec.timestamp_column].map(lambda t: int(t.timestamp())).to_numpy(dtype=np.int64)
-        encoded[complete] = example_encoding.encode(
-            pd.DataFrame(columns, index=rows.index), spec.entity_columns, spec.timestamp_column, timestamps,
-            (spec.label, *spec.numeric_features), spec.categorical_features)
+    if not len(frame):
+        return []
+    # One key per row from its presence bits (np.unique over the rows of a bool matrix sorts far slower).
+    packed = np.ascontiguousarray(np.packbits(present, axis=1))
+    _, first, group = np.unique(packed.view(f"V{packed.shape[1]}").ravel(), return_index=True,
+                                return_inverse=True)
+    patterns, group = present[first], group.reshape(-1)
+    sizes = np.bincount(group, minlength=len(patterns))
+    rare = sizes[group] < MIN_PATTERN_ROWS
+    if rare.any():
+        encoded[rare] = [example.SerializeToString() for example in to_examples(frame[rare], spec)]
+    for index, pattern in enumerate(patterns):
+        if sizes[index] < MIN_PATTERN_ROWS:
+            continue
+        rows = group == index
+        kept = {name for name, here in zip(written, pattern) if here}
+        encoded[rows] = _encode_present(frame[rows], spec, kept)
     return list(encoded)
+
+
+# Fewest rows sharing a pattern of missing values for the column-wise encoder: below it, encoding the
+# rows one by one (~0.1 ms a row) costs less than one more call of the encoder (~1 ms).
+MIN_PATTERN_ROWS = 16
+
+
+def _encode_present(rows: pd.DataFrame, spec: IngestionSpec, kept) -> np.ndarray:
+    """The rows' serialized examples through the column-wise encoder, writing only the `kept` columns
+    (every row holds a value in each)."""
+    columns = {name: feature_presence.entity_keys(rows, [name]) for name in spec.entity_columns}
+    label = (spec.label,) if spec.label in kept else ()
+    if label:
+        columns[spec.label] = pd.to_numeric(rows[spec.label])
+    numeric = tuple(name for name in spec.numeric_features if name in kept)
+    categorical = tuple(name for name in spec.categorical_features if name in kept)
+    columns.update({name: rows[name] for name in (*numeric, *categorical)})
+    timestamps = epoch_seconds(rows[spec.timestamp_column])
+    encoded = np.empty(len(rows), dtype=object)
+    encoded[:] = example_encoding.encode(pd.DataFrame(columns, index=rows.index), spec.entity_columns,
+                                         spec.timestamp_column, timestamps, (*label, *numeric), categorical)
+    return encoded
 
 
 class ExampleWriter:
