@@ -13,5 +13,5 @@ GBDT_LOSSES = ("poisson", "squared_error")  # what the gbdt kind's trees minimis
 # encoding on quantile bins fitted in Transform (models/piecewise_linear.py).
 NUMERIC_ENCODINGS = ("zscore", "piecewise_linear")
 MEAN_CALIBRATIONS = ("none", "scale", "deciles")  # the served mean's map fitted on the valid split (mean_calibration.py)
-FEATURE_ENCODERS = ("mlp", "token_mixing")  # RQ-Reg's feature encoder (models/layers.py)
+FEATURE_ENCODERS = ("mlp", "cross", "token_mixing")  # RQ-Reg's feature encoder (models/layers.py)
 LEARNING_RATE_SCHEDULES = ("constant", "warmup_cosine")  # RQ-Reg's learning rate over training (models/lr_schedule.py)

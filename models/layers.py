@@ -23,10 +23,16 @@ class FeatureEncoder(keras.layers.Layer):
     With `numeric_encoding="piecewise_linear"` each numeric feature also contributes its
     piecewise-linear encoding (`<key>_ple` from Transform, `models.piecewise_linear`) through its own
     Dense layer of `embedding_dim` ReLU units, beside its z-score.
+
+    With `cross_layers` > 0 the concatenation x0 first goes through that many cross layers,
+    x_{l+1} = x0 ⊙ (W_l x_l + b_l) + x_l (full-rank W_l, the cross network of DCN-V2, Wang et al.
+    2021, arXiv 2008.13535): each layer multiplies every input by a learnt linear mix of all of them,
+    so products of features (duration × a rate, two categories' embeddings agreeing, frequency ×
+    recency) are one layer away instead of being approximated by ReLU pieces.
     """
 
     def __init__(self, numeric_keys: Sequence[str], vocab_sizes: Mapping[str, int], embedding_dim: int,
-                 hidden_units: Sequence[int], numeric_encoding: str = "zscore", **kwargs):
+                 hidden_units: Sequence[int], numeric_encoding: str = "zscore", cross_layers: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.numeric_keys = list(numeric_keys)
         self.vocab_sizes = dict(vocab_sizes)
@@ -37,9 +43,21 @@ class FeatureEncoder(keras.layers.Layer):
                            for key, size in self.vocab_sizes.items()}
         self.piecewise = ({key: keras.layers.Dense(embedding_dim, activation="relu", name=f"ple_{key}")
                            for key in self.numeric_keys} if numeric_encoding == "piecewise_linear" else {})
+        self.cross_layers = int(cross_layers)
+        width = (len(self.numeric_keys) + embedding_dim * (len(self.piecewise) + len(self.vocab_sizes)))
+        self.cross = [keras.layers.Dense(width, name=f"cross_{i}") for i in range(self.cross_layers)]
         self.mlp = [keras.layers.Dense(units, activation="relu") for units in self.hidden_units]
 
     def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        x0 = x = self.concatenated(inputs)
+        for layer in self.cross:
+            x = x0 * layer(x) + x
+        for layer in self.mlp:
+            x = layer(x)
+        return x
+
+    def concatenated(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """The numeric features, their piecewise-linear encodings and the embeddings side by side, [B, D]."""
         parts = [tf.reshape(tf.cast(inputs[features.transformed_name(k)], self.compute_dtype), [-1, 1])
                  for k in self.numeric_keys]
         for key, layer in self.piecewise.items():
@@ -52,15 +70,12 @@ class FeatureEncoder(keras.layers.Layer):
             ids = tf.reshape(tf.cast(inputs[features.transformed_name(key)], tf.int64), [-1])
             ids = tf.clip_by_value(ids, 0, self.vocab_sizes[key] - 1)
             parts.append(embedding(ids))
-        x = tf.concat(parts, axis=1)
-        for layer in self.mlp:
-            x = layer(x)
-        return x
+        return tf.concat(parts, axis=1)
 
     def get_config(self):
         return {**super().get_config(), "numeric_keys": self.numeric_keys, "vocab_sizes": self.vocab_sizes,
                 "embedding_dim": self.embedding_dim, "hidden_units": self.hidden_units,
-                "numeric_encoding": self.numeric_encoding}
+                "numeric_encoding": self.numeric_encoding, "cross_layers": self.cross_layers}
 
 
 class TokenMixingEncoder(keras.layers.Layer):

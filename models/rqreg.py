@@ -40,7 +40,7 @@ import tf_keras as keras
 
 from models import base, codebook, label_transform, lr_schedule, rnc
 from models.choices import DECODINGS, FEATURE_ENCODERS, LEARNING_RATE_SCHEDULES, RNC_REPRESENTATIONS
-from models.layers import TokenMixingEncoder, output_head
+from models.layers import FeatureEncoder, TokenMixingEncoder, output_head
 from schemas import features
 
 
@@ -55,7 +55,7 @@ VALUE_KEY = "value"
 CONFIG_KEYS = ("embedding_dim", "hidden_units", "lstm_units", "regression_weight", "rnc_weight", "rnc_temperature",
                "sampling_probability", "decoding", "beam_width", "code_smoothing", "rnc_representation")
 # Settings with defaults here too, so a Trainer config written before they existed still builds.
-OPTIONAL_CONFIG = {"feature_encoder": "mlp", "mixer_blocks": 2, "learning_rate_schedule": "constant",
+OPTIONAL_CONFIG = {"feature_encoder": "mlp", "mixer_blocks": 2, "cross_layers": 2, "learning_rate_schedule": "constant",
                    "warmup_steps": 100, "learning_rate": 3e-3}
 
 
@@ -117,12 +117,16 @@ class RQRegModel(base.ValueModel):
     def __init__(self, context: base.TrainContext, *, embedding_dim: int, hidden_units: Sequence[int],
                  lstm_units: int, regression_weight: float, rnc_weight: float, rnc_temperature: float,
                  sampling_probability: float, decoding: str, beam_width: int, code_smoothing: float,
-                 rnc_representation: str, feature_encoder: str = "mlp", mixer_blocks: int = 2,
+                 rnc_representation: str, feature_encoder: str = "mlp", mixer_blocks: int = 2, cross_layers: int = 2,
                  learning_rate_schedule: str = "constant", warmup_steps: int = 100, learning_rate: float = 3e-3,
                  **kwargs):
         super().__init__(context, embedding_dim, hidden_units, **kwargs)
         if feature_encoder not in FEATURE_ENCODERS:
             raise ValueError(f"model.feature_encoder: {feature_encoder!r} is not one of {FEATURE_ENCODERS}")
+        if feature_encoder == "cross":
+            self.encoder = FeatureEncoder(context.numeric_keys, context.vocab_sizes, embedding_dim, hidden_units,
+                                          numeric_encoding=context.numeric_encoding, cross_layers=cross_layers,
+                                          name="encoder")
         if feature_encoder == "token_mixing":
             self.encoder = TokenMixingEncoder(context.numeric_keys, context.vocab_sizes, embedding_dim, hidden_units,
                                               blocks=mixer_blocks, name="encoder")

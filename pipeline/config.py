@@ -179,7 +179,8 @@ class ModelConfig:
     gbdt_max_depths: Tuple[int, ...] = (4, 6)  # gbdt: the grid searched on the valid split ...
     gbdt_shrinkages: Tuple[float, ...] = (0.05, 0.1)
     gbdt_min_examples: Tuple[int, ...] = (5, 40)  # ... (fewest training rows per leaf)
-    feature_encoder: str = "mlp"  # RQ-Reg: mlp | token_mixing (features as tokens, models/layers.py)
+    feature_encoder: str = "mlp"  # RQ-Reg: mlp | cross (cross layers, then the MLP) | token_mixing (models/layers.py)
+    cross_layers: int = 2  # cross: cross layers before the MLP
     mixer_blocks: int = 2  # token_mixing: mixing blocks
     learning_rate: float = 3e-3
     learning_rate_schedule: str = "constant"  # RQ-Reg: constant | warmup_cosine (models/lr_schedule.py)
@@ -222,7 +223,7 @@ class ModelConfig:
             raise ConfigError(f"model.code_smoothing: {self.code_smoothing} must be >= 0")
         if self.value_buckets < 2:
             raise ConfigError(f"model.value_buckets: {self.value_buckets} must be at least 2")
-        for field in ("train_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every", "mixer_blocks",
+        for field in ("train_steps", "batch_size", "lstm_units", "embedding_dim", "validation_every", "mixer_blocks", "cross_layers",
                       "patience", "beam_width", "gr_first_tokens", "interval_groups", "gbdt_max_trees",
                       "serving_chunk_rows"):
             if getattr(self, field) < 1:

@@ -366,3 +366,23 @@ def test_warmup_cosine_schedule_sets_the_learning_rate_each_batch():
               callbacks=[schedule])
     # Batches 0..3: 0.005, 0.01 (warm-up), then the cosine from 0.01 at step 2 to 0 at step 4: 0.01, 0.005.
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.005, rel=1e-5)
+
+
+def test_cross_encoder_multiplies_features_and_rqreg_learns_with_it():
+    tf.keras.utils.set_random_seed(0)
+    inputs, target, book = _data(512)
+    model = _model(book, feature_encoder="cross", cross_layers=2)
+    tensors = {k: tf.constant(v) for k, v in inputs.items()}
+    assert [layer.units for layer in model.encoder.cross] == [1 + PLAIN["embedding_dim"]] * 2  # x, then c's embedding
+    x0 = model.encoder.concatenated(tensors)
+    first = model.encoder.cross[0]
+    first(x0)
+    # One cross layer is x0 * (W x0 + b) + x0: a product of inputs, exactly.
+    np.testing.assert_allclose((x0 * first(x0) + x0).numpy(),
+                               (x0 * (tf.matmul(x0, first.kernel) + first.bias) + x0).numpy(), rtol=1e-6)
+    loss, weights = model.loss_config()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, loss_weights=weights)
+    targets = model.training_targets(tensors, tf.constant(target))
+    history = model.fit(inputs, targets, batch_size=64, epochs=15, verbose=0).history["loss"]
+    assert history[-1] < 0.6 * history[0]
+    assert model.encoder.get_config()["cross_layers"] == 2
