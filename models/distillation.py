@@ -92,7 +92,9 @@ class TeacherRQReg(rqreg.RQRegModel):
     """RQ-Reg that reads serving and privileged features, and exports what the student learns from."""
 
     def _input_keys(self):
+        """The transformed features the encoder reads (piecewise-linear encodings included) and the codes."""
         return ([features.transformed_name(k) for k in self.encoder.numeric_keys]
+                + [features.piecewise_linear_name(k) for k in getattr(self.encoder, "piecewise", {})]
                 + [features.transformed_name(k) for k in self.encoder.vocab_sizes] + [features.CODES_KEY])
 
     def teacher_targets(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -178,7 +180,7 @@ class StudentRQReg(rqreg.RQRegModel):
     @classmethod
     def from_config_and_context_and_teacher(cls, config: Mapping, context: base.TrainContext,
                                             teacher: FrozenTeacher) -> "StudentRQReg":
-        return cls(context, teacher=teacher, **{name: config[name] for name in rqreg.CONFIG_KEYS},
+        return cls(context, teacher=teacher, **cls.settings(config),
                    **{name: config[name] for name in STUDENT_CONFIG_KEYS})
 
     def _distillation_terms(self, x, outputs) -> Dict[str, tf.Tensor]:

@@ -128,6 +128,9 @@ class RQRegModel(base.ValueModel):
                                           numeric_encoding=context.numeric_encoding, cross_layers=cross_layers,
                                           name="encoder")
         if feature_encoder == "token_mixing":
+            if context.numeric_encoding != "zscore":
+                raise ValueError(f"model.feature_encoder: token_mixing reads each numeric feature's z-score only; "
+                                 f"model.numeric_encoding {context.numeric_encoding!r} would be computed and ignored")
             self.encoder = TokenMixingEncoder(context.numeric_keys, context.vocab_sizes, embedding_dim, hidden_units,
                                               blocks=mixer_blocks, name="encoder")
         if learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
@@ -171,10 +174,15 @@ class RQRegModel(base.ValueModel):
         self._sorted_leaf_values = tf.constant(leaf_values.numpy()[order])
         self._collapse_code = int(np.argmin(np.abs(self.levels[-1])))
 
+    @staticmethod
+    def settings(config: Mapping) -> Dict[str, object]:
+        """The constructor's settings from a Trainer config: CONFIG_KEYS, and OPTIONAL_CONFIG where set."""
+        return {**{name: config[name] for name in CONFIG_KEYS},
+                **{name: config.get(name, default) for name, default in OPTIONAL_CONFIG.items()}}
+
     @classmethod
     def from_config_and_context(cls, config: Mapping, context: base.TrainContext) -> "RQRegModel":
-        return cls(context, **{name: config[name] for name in CONFIG_KEYS},
-                   **{name: config.get(name, default) for name, default in OPTIONAL_CONFIG.items()})
+        return cls(context, **cls.settings(config))
 
     def training_callbacks(self, total_steps: int):
         """Scheduled sampling (the sampling rate ramps linearly from 0 to sampling_probability) and, with

@@ -207,6 +207,10 @@ class ModelConfig:
                              ("learning_rate_schedule", LEARNING_RATE_SCHEDULES)):
             if getattr(self, field) not in known:
                 raise ConfigError(f"model.{field}: {getattr(self, field)!r} is not one of {', '.join(known)}")
+        if self.feature_encoder == "token_mixing" and self.numeric_encoding != "zscore":
+            raise ConfigError(f"model.feature_encoder: token_mixing reads each numeric feature's z-score only; "
+                              f"model.numeric_encoding {self.numeric_encoding!r} would be computed and ignored "
+                              "(use feature_encoder mlp or cross with it)")
         if self.warmup_steps < 0:
             raise ConfigError(f"model.warmup_steps: {self.warmup_steps} must be >= 0")
         if isinstance(self.numeric_bins, bool) or not isinstance(self.numeric_bins, int) or self.numeric_bins < 2:

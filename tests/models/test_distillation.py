@@ -159,3 +159,40 @@ def test_student_needs_the_teachers_width(teacher_dir):
         distillation.StudentRQReg(_context(book, ("x",)), teacher=distillation.FrozenTeacher(teacher_dir),
                                   alignment_weight=1.0, code_kl_weight=0.0, kl_temperature=1.0,
                                   **{**PLAIN, "hidden_units": (5,)})
+
+
+def test_student_takes_every_rqreg_setting_of_its_config(teacher_dir):
+    _, _, book, _ = _data(16)
+    config = {**PLAIN, "feature_encoder": "cross", "cross_layers": 1, "learning_rate_schedule": "warmup_cosine",
+              "alignment_weight": 1.0, "code_kl_weight": 0.0, "kl_temperature": 1.0}
+    student = distillation.StudentRQReg.from_config_and_context_and_teacher(
+        config, _context(book, ("x",)), distillation.FrozenTeacher(teacher_dir))
+    assert len(student.encoder.cross) == 1 and student.learning_rate_schedule == "warmup_cosine"
+
+
+def test_a_piecewise_linear_teacher_exports_and_reads_its_encodings(tmp_path):
+    inputs, target, book, _ = _data(256)
+
+    def encodings(values):  # a stand-in for Transform's <key>_ple: 4 columns per numeric feature
+        return {features.piecewise_linear_name(k): tf.tile(tf.reshape(tf.cast(values[features.transformed_name(k)],
+                                                                               tf.float32), [-1, 1]), [1, 4])
+                for k in ("x", PRIVILEGED)}
+
+    inputs = {**inputs, **{k: v.numpy() for k, v in encodings(inputs).items()}}
+    context = base.TrainContext(numeric_keys=("x", PRIVILEGED), vocab_sizes={"c": 4}, label_transform="log1p",
+                                train_labels=np.array([0.0, 500.0]), codebook_levels=tuple(book),
+                                numeric_encoding="piecewise_linear")
+    teacher = _compiled(distillation.TeacherRQReg(context, **PLAIN))
+    _fit(teacher, inputs, target, steps=2)
+
+    def tft_layer(raw):
+        transformed = {features.transformed_name(k): v for k, v in raw.items()}
+        return {**transformed, **encodings(transformed)}
+
+    teacher.tft_layer = tft_layer
+    path = str(tmp_path / "teacher")
+    tf.saved_model.save(teacher, path, signatures=teacher.export_signatures(_TransformOutput(inputs)))
+    frozen = distillation.FrozenTeacher(path)
+    assert {"x_ple", "p_ple"} <= set(frozen.input_keys)
+    got = frozen({k: tf.constant(v[:8]) for k, v in inputs.items()})[distillation.REPRESENTATION_KEY]
+    np.testing.assert_allclose(got.numpy(), teacher.encoder({k: v[:8] for k, v in inputs.items()}).numpy(), rtol=1e-5)

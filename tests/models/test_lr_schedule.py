@@ -23,6 +23,8 @@ def test_no_warmup_starts_at_the_peak():
     ({"warmup_steps": -1}, "model.warmup_steps"),
     ({"feature_encoder": "transformer"}, "model.feature_encoder"),
     ({"mixer_blocks": 0}, "model.mixer_blocks"),
+    ({"cross_layers": 0}, "model.cross_layers"),
+    ({"feature_encoder": "token_mixing", "numeric_encoding": "piecewise_linear"}, "model.feature_encoder"),
 ])
 def test_model_config_names_a_bad_encoder_or_schedule_setting(change, field):
     from pipeline import config as config_lib
