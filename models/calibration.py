@@ -212,6 +212,31 @@ def grouped_offsets(labels, lower, upper, median, prediction, transform: str, al
     return GroupedOffsets(thresholds, offsets)
 
 
+def quantile_offsets(labels, lower, upper, median, prediction, transform: str, level: float = 0.1,
+                     groups: int = 1, min_rows: int = MIN_GROUP_ROWS) -> GroupedOffsets:
+    """Offsets that make each bound a conformal quantile on its own: lower the `level` quantile and upper
+    the 1 − `level` quantile, in every predicted-value group (the groups of `grouped_offsets`).
+
+    The served interval's tails share one budget of misses (`interval_offsets`): on zero-inflated
+    labels its lower bound is often 0, which misses nothing, so its upper bound takes nearly all of
+    the 20% and sits near the 80% quantile, as an 80% interval should. Scored as a 90% quantile
+    (pinball loss at 90%) that bound is the wrong quantile, for every model alike. Here each tail
+    gets its own budget, miss_budget(n, level), and none is passed: the bounds to score a model's
+    10% and 90% quantiles with. (Lower: a row with a bound at or below 0 keeps 0, as served.)
+    """
+    labels, lower, upper, median, prediction = _columns(labels=labels, lower=lower, upper=upper, median=median,
+                                                        prediction=prediction)
+    thresholds = group_thresholds(prediction, groups, min_rows)
+    group = _group_index(thresholds, prediction)
+    offsets = []
+    for g in range(len(thresholds) + 1):
+        rows = group == g
+        s_lo, s_hi = conformity_scores(labels[rows], lower[rows], upper[rows], median[rows], transform)
+        misses = miss_budget(int(rows.sum()), level)
+        offsets.append(Offsets(_finite(tail_offset(s_lo, misses)), _finite(tail_offset(s_hi, misses))))
+    return GroupedOffsets(thresholds, tuple(offsets))
+
+
 def apply_grouped(lower, upper, median, prediction, grouped: GroupedOffsets, transform: str
                   ) -> Tuple[np.ndarray, np.ndarray]:
     """`apply_offsets` with each row's group's offsets."""

@@ -118,6 +118,9 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
                                           groups=prepared.model.interval_groups)
     lower, upper = calibration.apply_grouped(prediction, prediction, prediction, prediction, grouped, transform)
     outputs = {"prediction": prediction, "median": prediction, "lower": lower, "upper": upper}
+    outputs.update(scoring.quantiles(vy, {key: valid for key in ("prediction", "median", "lower", "upper")},
+                                     {key: prediction for key in ("prediction", "median", "lower", "upper")},
+                                     transform, prepared.model.interval_groups))
     return {
         **scoring.scores(labels, outputs),
         **compare.mean_losses(labels, outputs),

@@ -8,9 +8,13 @@ the same resample for both models and every seed, `RESAMPLES` times.
 
 Scores (lower is better for the losses):
 - normalized Gini and Spearman of `prediction`: difference RQ-Reg − peer (> 0: RQ-Reg ahead);
-- pinball loss of the served quantiles: `lower` at 10%, `median` at 50%, `upper` at 90% (the
-  interval bounds are the conformally calibrated ones, as served);
-- CRPS of the distribution the served quantiles describe (`models.scoring_rules.quantile_knots`:
+- pinball loss of the quantiles: `q10` at 10%, `median` at 50%, `q90` at 90%. q10 and q90 are
+  the model's own bounds made conformal 10% / 90% quantiles one tail at a time on the validation
+  rows (`scoring.quantiles`); the served 80% interval's `lower` / `upper` share one budget of misses,
+  so on zero-inflated labels (a lower bound of 0 misses nothing) its upper bound is near the 80%
+  quantile, and scoring it as a 90% quantile would rank models by how their interval splits its
+  misses. Outputs without q10/q90 are scored on lower/upper;
+- CRPS of the distribution those quantiles describe (`models.scoring_rules.quantile_knots`:
   linear between the 10/50/90% quantiles, the outer 10% tails as point masses at the bounds): the same
   rule for every model, so it compares what each model serves. RQ-Reg's exact CRPS from its code tree
   (every leaf's value and probability) and ZILN's exact CRPS from its lognormal mixture are reported
@@ -36,16 +40,17 @@ TITLES = {MODEL_CRPS: "CRPS (own distribution)", "normalized_gini": "norm. Gini"
 
 
 def distribution_losses(labels: np.ndarray, outputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    """Per-row CRPS of the served quantiles and pinball losses at 10/50/90%, [n] each."""
+    """Per-row CRPS of the 10/50/90% quantiles and pinball losses at 10/50/90%, [n] each."""
     from models import scoring_rules
 
-    quantiles = np.stack([outputs["lower"], outputs["median"], outputs["upper"]], axis=1)
+    q10, q90 = outputs.get("q10", outputs["lower"]), outputs.get("q90", outputs["upper"])
+    quantiles = np.stack([q10, outputs["median"], q90], axis=1)
     x, cdf = scoring_rules.quantile_knots(quantiles, (0.1, 0.5, 0.9))
     out = {
         "crps": scoring_rules.crps_piecewise(x, cdf, labels),
-        "pinball_10": scoring_rules.pinball_loss(labels, outputs["lower"], 0.1),
+        "pinball_10": scoring_rules.pinball_loss(labels, q10, 0.1),
         "pinball_50": scoring_rules.pinball_loss(labels, outputs["median"], 0.5),
-        "pinball_90": scoring_rules.pinball_loss(labels, outputs["upper"], 0.9),
+        "pinball_90": scoring_rules.pinball_loss(labels, q90, 0.9),
     }
     if MODEL_CRPS in outputs:
         out[MODEL_CRPS] = np.asarray(outputs[MODEL_CRPS], dtype=np.float64)

@@ -165,6 +165,9 @@ def train_and_evaluate(prepared: Prepared, row: Row, seed: int, budget: Budget, 
     lower, upper = calibration.apply_grouped(quantiles_eval["lower"], quantiles_eval["upper"],
                                              quantiles_eval["median"], prediction, grouped, transform)
     outputs = {"prediction": prediction, "median": quantiles_eval["median"], "lower": lower, "upper": upper}
+    outputs.update(scoring.quantiles(vy, {**quantiles_valid, "prediction": valid_prediction},
+                                     {**quantiles_eval, "prediction": prediction}, transform,
+                                     prepared.model.interval_groups))
     result = {
         **scoring.scores(labels, outputs),
         **compare.mean_losses(labels, outputs),

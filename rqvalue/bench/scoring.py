@@ -34,6 +34,45 @@ def predict(fn, columns: Mapping[str, np.ndarray], batch: int = 1024) -> Dict[st
     return {key: np.concatenate(v) for key, v in parts.items()}
 
 
+def quantiles(valid_labels: np.ndarray, valid: Mapping[str, np.ndarray], scored: Mapping[str, np.ndarray],
+              transform: str, groups: int, cap: Optional[float] = None) -> Dict[str, np.ndarray]:
+    """`q10` and `q90` of the scored rows: the model's uncalibrated lower/upper bounds, each made a
+    conformal 10% / 90% quantile on its own on the validation rows (`calibration.quantile_offsets`,
+    in the predicted-value groups of the served interval). What the pinball losses at 10% and 90% and
+    the quantile CRPS score; the served 80% interval's bounds share one budget of misses and are not
+    the 10% and 90% quantiles on zero-inflated labels.
+
+    Args:
+      valid_labels: [n] validation labels (label units).
+      valid, scored: uncalibrated outputs (prediction, median, lower, upper; label units) on the
+        validation rows and on the rows to score; `prediction` picks the group, as served.
+      transform: the label transform.
+      groups: the most predicted-value groups (the model's interval_groups).
+      cap: clip both to [0, cap], as the model serves its bounds (None: no cap).
+    """
+    from models import calibration
+
+    grouped = calibration.quantile_offsets(valid_labels, valid["lower"], valid["upper"], valid["median"],
+                                           valid["prediction"], transform, groups=groups)
+    q10, q90 = calibration.apply_grouped(scored["lower"], scored["upper"], scored["median"], scored["prediction"],
+                                         grouped, transform)
+    if cap is not None:
+        q10, q90 = np.clip(q10, 0.0, cap), np.clip(q90, 0.0, cap)
+    return {"q10": q10, "q90": q90}
+
+
+def uncalibrated(model, fn, splits: Mapping[str, Mapping[str, np.ndarray]], served) -> Dict[str, Dict[str, np.ndarray]]:
+    """`predict` on each split with the model's interval offsets at zero (its own bounds; the mean map
+    kept), then the `served` offsets (a `calibration.GroupedOffsets`) set back."""
+    from models import calibration
+
+    model.set_interval_offsets(calibration.GroupedOffsets())
+    try:
+        return {name: predict(fn, columns) for name, columns in splits.items()}
+    finally:
+        model.set_interval_offsets(served)
+
+
 def scores(labels: np.ndarray, outputs: Mapping[str, np.ndarray]) -> Dict[str, float]:
     """The table's accuracy metrics of one set of serving outputs on the eval labels (label units)."""
     from models import metrics

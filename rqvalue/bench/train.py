@@ -257,6 +257,9 @@ def _evaluate(model, prepared: Prepared, row: Row, config: Mapping[str, Any], bu
     started = time.perf_counter()
     outputs = scoring.predict(predict_fn, eval_x)
     predict_s = time.perf_counter() - started
+    raw = scoring.uncalibrated(model, predict_fn, {"validation": val_x, "eval": eval_x}, calibrated["grouped"])
+    outputs.update(scoring.quantiles(prepared.labels["validation"], raw["validation"], raw["eval"],
+                                     model.label_transform_name, model.interval_groups, model.prediction_cap))
     prediction = outputs["prediction"]
     result = {
         **scoring.scores(labels, outputs),

@@ -93,6 +93,34 @@ def test_zero_labels_are_covered_by_a_lower_bound_of_zero_and_the_lower_tail_pas
     assert _covered(new_labels[zero], lower[zero], upper[zero]) == 1.0
 
 
+def test_quantile_offsets_make_each_bound_its_own_quantile_where_the_interval_passes_its_misses():
+    # 30% zeros, a model whose upper bound is the exact 90% quantile and whose lower bound is 0: the
+    # served 80% interval moves its upper bound down to about the 80% quantile (the lower tail misses
+    # nothing); the quantile offsets leave each bound where it is, the 90% and the 10% quantile.
+    share = 0.3
+    z_upper = scipy.stats.norm.ppf((0.9 - share) / (1 - share))
+    z_median = scipy.stats.norm.ppf((0.5 - share) / (1 - share))
+
+    def outputs(mu):
+        median = np.expm1(mu + z_median)
+        return np.zeros_like(mu), np.expm1(mu + z_upper), median, median
+
+    labels, mu = _lognormal_rows(4000, seed=5, zero_share=share)
+    served = calibration.grouped_offsets(labels, *outputs(mu), "log1p", groups=2)
+    own = calibration.quantile_offsets(labels, *outputs(mu), "log1p", groups=2)
+    assert own.thresholds == served.thresholds
+    new_labels, new_mu = _lognormal_rows(20000, seed=6, zero_share=share)
+    _, served_upper = calibration.apply_grouped(*outputs(new_mu), served, "log1p")
+    q10, q90 = calibration.apply_grouped(*outputs(new_mu), own, "log1p")
+    assert np.mean(new_labels <= served_upper) == pytest.approx(0.8, abs=0.03)
+    assert np.mean(new_labels <= q90) == pytest.approx(0.9, abs=0.02)
+    assert np.all(q10 == 0.0) and np.mean(new_labels >= q10) >= 0.9
+    # Scored as a 90% quantile, the exact one wins over the interval's bound.
+    from models import scoring_rules
+    assert scoring_rules.pinball_loss(new_labels, q90, 0.9).mean() < scoring_rules.pinball_loss(
+        new_labels, served_upper, 0.9).mean()
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_held_out_coverage_is_at_least_the_conformal_rank(seed):
     rng = np.random.default_rng(seed)

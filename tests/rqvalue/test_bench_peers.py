@@ -170,3 +170,14 @@ def test_bgnbd_expected_purchases_match_lifetimes_and_stay_finite_for_many_purch
     many = bgnbd_peer.expected_purchases(params, 52.0, np.array([60.0, 120.0]), np.array([70.0, 75.0]),
                                          np.array([75.0, 78.0]))
     assert np.all(np.isfinite(many)) and 0 < many[0] < many[1]
+
+
+def test_pinball_losses_score_the_quantiles_where_a_row_has_them():
+    labels = np.array([0.0, 10.0, 100.0])
+    served = {"prediction": labels, "median": labels, "lower": np.zeros(3), "upper": np.array([1.0, 20.0, 50.0])}
+    with_quantiles = {**served, "q10": np.array([0.0, 5.0, 60.0]), "q90": np.array([2.0, 30.0, 120.0])}
+    plain, own = compare.distribution_losses(labels, served), compare.distribution_losses(labels, with_quantiles)
+    np.testing.assert_allclose(plain["pinball_90"], [0.1, 1.0, 45.0])  # scored on `upper`
+    np.testing.assert_allclose(own["pinball_90"], [0.2, 2.0, 2.0])  # on `q90`: (q - y) * 0.1 when above
+    np.testing.assert_allclose(own["pinball_10"], [0.0, 0.5, 4.0])  # 0.1 * (y - q) when below
+    assert not np.allclose(plain["crps"], own["crps"])
