@@ -1,4 +1,4 @@
-"""Bench comparisons: RQ-Reg against every peer by a paired bootstrap, and proper scores of the served quantiles.
+"""Bench comparisons: RQ-Reg against every peer by a paired bootstrap, and proper scores of the quantiles.
 
 Each (row, seed) leaves its eval outputs (`prediction`, `median`, `lower`, `upper`, in label units)
 in memory; after a data set's rows have run, `compare` pools them over seeds and asks, for every
@@ -146,7 +146,10 @@ def _interval(row: Optional[Mapping[str, Any]]) -> str:
 def _distribution_table(ds: Mapping[str, Any]) -> List[str]:
     """Mean scores of every row (mean ± std over seeds), and its 80% coverage per prediction decile."""
     keys = ("crps", MODEL_CRPS, "pinball_10", "pinball_50", "pinball_90")
-    lines = ["", "Distribution scores on eval (lower is better; *CRPS (own distribution)*: exact CRPS of the "
+    lines = ["", "Distribution scores on eval (lower is better; *CRPS (quantiles)* and the pinball losses score "
+                 "the model's 10/50/90% quantiles, its 10% and 90% ones made conformal one tail at a time on the "
+                 "validation rows (`rqvalue/bench/scoring.py` `quantiles`), not the served interval's bounds; "
+                 "*CRPS (own distribution)*: exact CRPS of the "
                  "model's whole predictive distribution, before the mean map: RQ-Reg's from its code tree (every "
                  "leaf's value and probability), ZILN's from its mixture (1 − p)·δ₀ + p·LogNormal(μ, σ) in "
                  "closed form; n/a for models that serve quantiles only). 80% coverage per prediction decile: "

@@ -116,7 +116,8 @@ def main(argv=None) -> int:
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="rqvalue_ensemble_")
     result = measure(args.dataset, args.seeds, args.rows, work_dir)
     os.makedirs(args.out, exist_ok=True)
-    command = "python -m rqvalue.bench.ensemble " + " ".join(argv if argv is not None else sys.argv[1:])
+    shown = [f"--dataset {args.dataset}", f"--seeds {args.seeds}", f"--out {args.out}"]
+    command = "python -m rqvalue.bench.ensemble " + " ".join(shown + ([f"--rows {args.rows}"] if args.rows else []))
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1, default=float)
     with open(os.path.join(args.out, "RESULTS.md"), "w") as f:
