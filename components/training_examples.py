@@ -8,8 +8,11 @@ categorical features -> bytes of their text, integer categories (Feast Int32/Int
 Rows are split by a hash of the entity key into train, valid (the Trainer's early stopping) and
 eval (TFMA's evaluation only), so an entity never sits in two splits.
 
-`ExampleWriter` keeps one file per split open and takes the rows a chunk at a time, so the
-ingestion writes as it retrieves; the files are the same whatever the chunks.
+`ExampleWriter` takes the rows a chunk at a time, so the ingestion writes as it retrieves, and
+writes each chunk's rows of a split to a file of their own (`data_tfrecord-<n>.gz`, n counting up
+per split): the examples, in spine order across the files, are the same whatever the chunks, and
+a split of many chunks is many files, which Beam (Transform, StatisticsGen) reads in parallel where
+one gzip file would be read by one worker.
 """
 
 import hashlib
@@ -141,27 +144,33 @@ def _encode_present(rows: pd.DataFrame, spec: IngestionSpec, kept) -> np.ndarray
 
 
 class ExampleWriter:
-    """One gzipped TFRecord file per split under Split-<split>/, written a chunk of rows at a time."""
+    """Gzipped TFRecord files under Split-<split>/: each `write` (a chunk of rows) adds one file to each
+    split it has rows of, `data_tfrecord-00000.gz`, `-00001`, ... in the order written."""
 
     def __init__(self, spec: IngestionSpec, output_uri: str):
         self.spec = spec
         self.counts = {split: 0 for split in SPLITS}
-        self._writers = {}
-        for split in SPLITS:
-            directory = os.path.join(output_uri, f"Split-{split}")
+        self.files = {split: 0 for split in SPLITS}
+        self._directories = {split: os.path.join(output_uri, f"Split-{split}") for split in SPLITS}
+        for directory in self._directories.values():
             tf.io.gfile.makedirs(directory)
-            self._writers[split] = tf.io.TFRecordWriter(
-                os.path.join(directory, "data_tfrecord-00000-of-00001.gz"), options="GZIP")
 
     def write(self, frame: pd.DataFrame, splits: np.ndarray) -> None:
-        """Writes the rows of `frame` (encoded with `self.spec`) to their splits, in order."""
-        for example, split in zip(serialized_examples(frame, self.spec), splits):
-            self._writers[split].write(example)
-            self.counts[split] += 1
+        """Writes the rows of `frame` (encoded with `self.spec`) to a new file of each of their splits, in order."""
+        encoded = np.asarray(serialized_examples(frame, self.spec), dtype=object)
+        for split in SPLITS:
+            rows = encoded[splits == split]
+            if not rows.size:
+                continue
+            path = os.path.join(self._directories[split], f"data_tfrecord-{self.files[split]:05d}.gz")
+            with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+                for example in rows:
+                    writer.write(example)
+            self.files[split] += 1
+            self.counts[split] += int(rows.size)
 
     def close(self) -> None:
-        for writer in self._writers.values():
-            writer.close()
+        """Nothing stays open between writes (kept so callers can close in a finally)."""
 
     def checked_counts(self) -> Dict[str, int]:
         """The counts per split. Raises IngestionError if a split is empty."""

@@ -74,7 +74,7 @@ def test_write_examples_splits_by_entity_deterministically(ltv, tmp_path):
     assert 0.1 < counts["eval"] / len(frame) < 0.3
     ids = {}
     for split in ingest.SPLITS:
-        path = os.path.join(tmp_path, f"Split-{split}", "data_tfrecord-00000-of-00001.gz")
+        path = os.path.join(tmp_path, f"Split-{split}", "data_tfrecord-00000.gz")
         records = tf.data.TFRecordDataset(path, compression_type="GZIP")
         ids[split] = {tf.train.Example.FromString(r.numpy()).features.feature["customer_id"].bytes_list.value[0]
                       for r in records}
@@ -91,7 +91,7 @@ def test_every_snapshot_of_an_entity_lands_in_its_one_split(tmp_path):
     counts = ingest.write_examples(frame, spec, str(tmp_path / "examples"))
     splits_of = {}
     for split in ingest.SPLITS:
-        path = os.path.join(tmp_path, "examples", f"Split-{split}", "data_tfrecord-00000-of-00001.gz")
+        path = os.path.join(tmp_path, "examples", f"Split-{split}", "data_tfrecord-00000.gz")
         for record in tf.data.TFRecordDataset(path, compression_type="GZIP"):
             feature = tf.train.Example.FromString(record.numpy()).features.feature
             splits_of.setdefault(feature["customer_id"].bytes_list.value[0], []).append(split)

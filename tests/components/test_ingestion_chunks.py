@@ -33,16 +33,16 @@ def own(tmp_path_factory):
 
 
 def _records(uri):
-    """The examples of each split, in file order.
+    """The examples of each split, file after file.
 
     Compared as protos: the order in which a serialized Example lists its features follows the
     protobuf map's hashing, which differs even between two serializations of one example.
     """
     found = {}
     for split in ingest.SPLITS:
-        (path,) = glob.glob(os.path.join(uri, f"Split-{split}", "*.gz"))
+        paths = sorted(glob.glob(os.path.join(uri, f"Split-{split}", "*.gz")))
         found[split] = [tf.train.Example.FromString(r.numpy())
-                        for r in tf.data.TFRecordDataset(path, compression_type="GZIP")]
+                        for r in tf.data.TFRecordDataset(paths, compression_type="GZIP")]
     return found
 
 
@@ -59,6 +59,10 @@ def _ingested(spec, tmp_path, chunk_rows, **kwargs):
 def test_small_chunks_write_exactly_what_one_chunk_writes(ltv, tmp_path):
     counts, whole = _ingested(ltv, tmp_path, WHOLE)
     assert _ingested(ltv, tmp_path, 37) == (counts, whole)  # 9 chunks: same examples, splits and order
+    # One file per chunk and split, so Beam can read a split in parallel; one chunk, one file.
+    files = {chunks: len(glob.glob(os.path.join(tmp_path, f"chunks_{chunks}", "Split-train", "*.gz")))
+             for chunks in (WHOLE, 37)}
+    assert files == {WHOLE: 1, 37: 9}
     assert sum(counts[f"{split}_examples"] for split in ingest.SPLITS) == 300
 
 
