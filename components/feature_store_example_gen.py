@@ -68,8 +68,6 @@ from components.training_examples import (  # noqa: F401 (to_examples, write_exa
 )
 from schemas import features
 
-_NOTHING_KEPT = NOTHING_KEPT
-
 
 def _raw_spine(spec: IngestionSpec) -> Iterator[pd.DataFrame]:
     """The spine's columns in chunks of `spec.chunk_rows` rows, as read (columns checked first)."""
@@ -201,7 +199,7 @@ def _raise_label_faults(counter: spine_chunks.FaultCounter, spec: IngestionSpec)
                           f"split {split!r}: {_rows(count)} with {fault} (e.g. {example})")
     if lines:
         raise IngestionError(f"data.label {spec.label!r}: labels must be present, numeric, finite and not "
-                             f"negative (zero is a valid label); {_NOTHING_KEPT}:\n  " + "\n  ".join(lines))
+                             f"negative (zero is a valid label); {NOTHING_KEPT}:\n  " + "\n  ".join(lines))
 
 
 def _check_unique_rows(hashes: np.ndarray, spec: IngestionSpec, span: int) -> None:
@@ -219,7 +217,7 @@ def _check_unique_rows(hashes: np.ndarray, spec: IngestionSpec, span: int) -> No
         example = _example(rows, rows.index[repeated][0], spec)
         raise IngestionError(f"data.spine: {int(repeated.sum())} spine rows share their "
                              f"({', '.join(spec.entity_columns)}) and {spec.timestamp_column!r} with another row "
-                             f"(e.g. {example}); make each (entity, prediction time) unique; {_NOTHING_KEPT}")
+                             f"(e.g. {example}); make each (entity, prediction time) unique; {NOTHING_KEPT}")
 
 
 def span_numbers(timestamps: pd.Series, span_days: int, span_origin: str) -> np.ndarray:
@@ -414,7 +412,7 @@ def _check_share(without: int, total: int, causes: Sequence[str], spec: Ingestio
         return
     raise IngestionError(
         f"{without} of {total} spine rows ({without / total:.1%}) have no feature row in their window, more than "
-        f"data.max_missing_feature_share={spec.max_missing_feature_share:g} allows; {_NOTHING_KEPT}:\n  "
+        f"data.max_missing_feature_share={spec.max_missing_feature_share:g} allows; {NOTHING_KEPT}:\n  "
         + "\n  ".join(causes)
         + "\nFix the spine or the feature data, or raise data.max_missing_feature_share to train such rows with "
           "those features missing.")
@@ -422,15 +420,13 @@ def _check_share(without: int, total: int, causes: Sequence[str], spec: Ingestio
 
 def with_privileged(frame: pd.DataFrame, spec: IngestionSpec, privileged: "privileged_retrieval.PrivilegedSpec"
                     ) -> Tuple[pd.DataFrame, IngestionSpec, int]:
-    """`frame` with the privileged features in the rows of `privileged.splits` only (the forward retrieval of
-    `components.privileged_retrieval`), the spec that writes them as numbers, and the training rows lacking some."""
-    training = np.isin(splits_of(frame, spec), list(privileged.splits))
-    try:
-        extended, lacking = privileged_retrieval.add_privileged(
-            frame, training, spec.feast_repo, spec.timestamp_column, spec.label, privileged)
-    except privileged_retrieval.PrivilegedRetrievalError as e:
-        raise IngestionError(f"{e}; {_NOTHING_KEPT}") from e
-    return extended, _privileged_write_spec(spec, privileged), lacking
+    """`frame` with the privileged features in the rows of `privileged.splits` only (the ingestion's forward
+    retrieval, `_PrivilegedChunks`, on one chunk), the spec that writes them as numbers, and the training
+    rows lacking some."""
+    forward = _PrivilegedChunks(spec, privileged)
+    extended = forward.add(frame, splits_of(frame, spec))
+    forward.check()
+    return extended, _privileged_write_spec(spec, privileged), forward.lacking
 
 
 def _privileged_write_spec(spec: IngestionSpec, privileged) -> IngestionSpec:
@@ -459,7 +455,7 @@ class _PrivilegedChunks:
             values = privileged_retrieval.forward_values(frame[training], spec.feast_repo, spec.timestamp_column,
                                                          privileged, store=self.store)
         except privileged_retrieval.PrivilegedRetrievalError as e:
-            raise IngestionError(f"{e}; {_NOTHING_KEPT}") from e
+            raise IngestionError(f"{e}; {NOTHING_KEPT}") from e
         self._values.append(values.astype("float64"))
         self._labels.append(pd.to_numeric(frame.loc[training, spec.label], errors="coerce").astype("float64"))
         self.lacking += int(values.isna().any(axis=1).sum())
@@ -473,7 +469,7 @@ class _PrivilegedChunks:
         try:
             privileged_retrieval.check_not_label(pd.concat(self._values), pd.concat(self._labels), self.spec.label)
         except privileged_retrieval.PrivilegedRetrievalError as e:
-            raise IngestionError(f"{e}; {_NOTHING_KEPT}") from e
+            raise IngestionError(f"{e}; {NOTHING_KEPT}") from e
 
 
 def ingest(spec: IngestionSpec, output_uri: str, span: int = 0, privileged=None) -> Dict[str, int]:
@@ -489,13 +485,10 @@ def ingest(spec: IngestionSpec, output_uri: str, span: int = 0, privileged=None)
     checked, retriever, chunks = retrieved_chunks(spec, span)
     forward = _PrivilegedChunks(spec, privileged, retriever.store) if privileged else None
     writer = ExampleWriter(_privileged_write_spec(spec, privileged) if privileged else spec, output_uri)
-    try:
-        for frame in chunks:
-            splits = splits_of(frame, spec)
-            writer.write(forward.add(frame, splits) if forward else frame, splits)
-            logging.info("ingested %d of %d spine rows", frame.index[-1] + 1, checked.rows)
-    finally:
-        writer.close()
+    for frame in chunks:
+        splits = splits_of(frame, spec)
+        writer.write(forward.add(frame, splits) if forward else frame, splits)
+        logging.info("ingested %d of %d spine rows", frame.index[-1] + 1, checked.rows)
     retriever.check(checked.rows)
     if forward:
         forward.check()

@@ -21,7 +21,7 @@ to the label on nearly every training row stops the ingestion, whatever the conf
 
 import dataclasses
 import json
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 import numpy as np
 import pandas as pd
@@ -157,31 +157,3 @@ def check_not_label(values: pd.DataFrame, labels: pd.Series, label: str) -> None
                 f"{_WHERE}: {name!r} equals the label {label!r} on {same.mean():.1%} of the "
                 "training rows: it is the label, not a privileged feature; read it over a window the label "
                 "window strictly includes or that ends before the label window starts")
-
-
-def add_privileged(frame: pd.DataFrame, training: np.ndarray, feast_repo: str, timestamp_column: str, label: str,
-                   privileged: PrivilegedSpec) -> Tuple[pd.DataFrame, int]:
-    """Adds the privileged features to the training rows only.
-
-    Args:
-      frame: retrieved rows (`feature_store_example_gen.retrieval(...).frame`).
-      training: [len(frame)] booleans, True for the rows of `privileged.splits`.
-      feast_repo, timestamp_column: as `forward_values`.
-      label: the label column of `frame`, refused as a privileged feature (`check_not_label`).
-      privileged: what to read.
-      store: a FeatureStore of `feast_repo` already open (one is opened if not given).
-
-    Returns:
-      (a copy of `frame` with one float column per privileged feature, missing on every row that is
-      not a training row; the number of training rows that lack some privileged feature).
-    """
-    training = np.asarray(training, dtype=bool)
-    if len(training) != len(frame):
-        raise ValueError(f"training: {len(training)} flags for {len(frame)} rows")
-    values = forward_values(frame[training], feast_repo, timestamp_column, privileged)
-    check_not_label(values, frame.loc[training, label], label)
-    extended = frame.copy()
-    for name in privileged.names:
-        extended[name] = np.nan
-        extended.loc[training, name] = values[name].to_numpy()
-    return extended, int(values.isna().any(axis=1).sum())

@@ -74,12 +74,13 @@ class ValueModel(keras.Model):
     trains_itself = False
 
     def __init__(self, context: TrainContext, embedding_dim: int = 16, hidden_units: Sequence[int] = (64, 64),
-                 **kwargs):
+                 cross_layers: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.label_transform_name = context.label_transform
         self.prediction_cap = context.prediction_cap
         self.encoder = FeatureEncoder(context.numeric_keys, context.vocab_sizes, embedding_dim, hidden_units,
-                                      numeric_encoding=context.numeric_encoding, name="encoder")
+                                      numeric_encoding=context.numeric_encoding, cross_layers=cross_layers,
+                                      name="encoder")
         # Per predicted-value group, (lower, upper) offsets in transformed label units, and the
         # thresholds between the groups (+inf: unused), set by `calibration.calibrate_model`.
         self.interval_groups = max(int(context.interval_groups), 1)

@@ -40,7 +40,7 @@ import tf_keras as keras
 
 from models import base, codebook, label_transform, lr_schedule, rnc
 from models.choices import DECODINGS, FEATURE_ENCODERS, LEARNING_RATE_SCHEDULES, RNC_REPRESENTATIONS
-from models.layers import FeatureEncoder, TokenMixingEncoder, output_head
+from models.layers import TokenMixingEncoder, output_head
 from schemas import features
 
 
@@ -120,13 +120,10 @@ class RQRegModel(base.ValueModel):
                  rnc_representation: str, feature_encoder: str = "mlp", mixer_blocks: int = 2, cross_layers: int = 2,
                  learning_rate_schedule: str = "constant", warmup_steps: int = 100, learning_rate: float = 3e-3,
                  **kwargs):
-        super().__init__(context, embedding_dim, hidden_units, **kwargs)
         if feature_encoder not in FEATURE_ENCODERS:
             raise ValueError(f"model.feature_encoder: {feature_encoder!r} is not one of {FEATURE_ENCODERS}")
-        if feature_encoder == "cross":
-            self.encoder = FeatureEncoder(context.numeric_keys, context.vocab_sizes, embedding_dim, hidden_units,
-                                          numeric_encoding=context.numeric_encoding, cross_layers=cross_layers,
-                                          name="encoder")
+        super().__init__(context, embedding_dim, hidden_units,
+                         cross_layers=cross_layers if feature_encoder == "cross" else 0, **kwargs)
         if feature_encoder == "token_mixing":
             if context.numeric_encoding != "zscore":
                 raise ValueError(f"model.feature_encoder: token_mixing reads each numeric feature's z-score only; "

@@ -40,15 +40,20 @@ def _reset_peak() -> None:
         refs.write("5")
 
 
-def read_examples(pattern: str, rows: int) -> List[bytes]:
-    """`rows` serialized examples from the TFRecord files matching `pattern`, repeated as needed."""
+def read_records(pattern: str, rows: int) -> List[bytes]:
+    """Up to `rows` serialized examples from the TFRecord files matching `pattern` (gzipped or not), in file order."""
     import tensorflow as tf
 
     files = sorted(glob.glob(pattern))
     if not files:
         raise FileNotFoundError(f"examples: no file matches {pattern!r}")
     compression = "GZIP" if files[0].endswith(".gz") else ""
-    pool = [record.numpy() for record in tf.data.TFRecordDataset(files, compression_type=compression).take(rows)]
+    return [record.numpy() for record in tf.data.TFRecordDataset(files, compression_type=compression).take(rows)]
+
+
+def read_examples(pattern: str, rows: int) -> List[bytes]:
+    """`rows` serialized examples from the TFRecord files matching `pattern`, repeated as needed."""
+    pool = read_records(pattern, rows)
     if not pool:
         raise ValueError(f"examples: {pattern!r} holds no records")
     return [pool[i % len(pool)] for i in range(rows)]

@@ -25,13 +25,9 @@ from schemas import features
 
 
 def _rows(pattern: str, count: int) -> list:
-    import tensorflow as tf
+    from models.serving_cost import read_records
 
-    files = sorted(glob.glob(pattern))
-    if not files:
-        raise ValueError(f"examples: no files match {pattern!r}")
-    compression = "GZIP" if files[0].endswith(".gz") else ""
-    rows = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type=compression).take(count)]
+    rows = read_records(pattern, count)
     if len(rows) < count:
         raise ValueError(f"examples: {pattern!r} holds {len(rows)} rows, fewer than --rows {count}")
     return rows
